@@ -1,0 +1,404 @@
+"""The signed CVC client: one private ``_call`` (build, sign, send, classify, parse) and one method per action.
+
+Every attempt is signed anew (fresh Timestamp and SignatureNonce), so a retry can never earn
+``SignatureNonceUsed``. Retries are decided here, never by the HTTP adapter. Batches of users are split to at
+most ``batch_size`` per CreateUser/DeleteUser call, and each batch's fate is reported, not raised, so a caller
+syncing thousands of users can dead-letter one failed batch and carry on with the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+import orjson
+import requests
+
+from . import signature
+from .config import API_VERSION, CvcSettings
+from .credentials import Credentials, default_credentials
+from .errors import (
+    CvcBusinessError,
+    CvcError,
+    CvcGatewayError,
+    CvcTransportError,
+    DeadlineExceeded,
+)
+from .retry import RetryContext, RetryPolicy, is_retryable_code, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+_SIGNATURE_MISMATCH_MARK = "server string to sign is:"
+_PREVIEW_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A successful answer: the decoded body, the request id, and what it took to get it."""
+
+    action: str
+    data: dict[str, Any]
+    request_id: str | None
+    attempts: int
+    latency: float
+
+
+@dataclass
+class BatchResult:
+    """One CreateUser/DeleteUser batch: which users it carried and how it ended (``error`` is None on success)."""
+
+    action: str
+    user_ids: list[str]
+    records: Sequence[Mapping[str, Any]] = field(repr=False)
+    request_id: str | None = None
+    attempts: int = 0
+    latency: float = 0.0
+    error: CvcError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _encode_form(params: Mapping[str, str]) -> str:
+    return "&".join(f"{signature.percent_encode(k)}={signature.percent_encode(v)}" for k, v in params.items())
+
+
+def _preview(content: bytes) -> str:
+    text = content[:_PREVIEW_LIMIT].decode("utf-8", "replace")
+    return text + ("…" if len(content) > _PREVIEW_LIMIT else "")
+
+
+def _safe_gateway_message(code: str, message: str) -> str:
+    """The gateway echoes its string-to-sign, which holds the key id, the STS token and user data: withhold it."""
+    if code == "SignatureDoesNotMatch" and _SIGNATURE_MISMATCH_MARK in message:
+        head = message.split(_SIGNATURE_MISMATCH_MARK, 1)[0].strip()
+        return f"{head} (the gateway's string to sign is withheld from logs; check the AccessKey secret)"
+    return message
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_nonce() -> str:
+    return str(uuid.uuid4())
+
+
+class CvcClient:
+    """A CVC (aliyuncvc 2019-10-30) client over one reused ``requests.Session``."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        settings: CvcSettings | None = None,
+        retry_policy: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        now: Callable[[], datetime] = _utc_now,
+        nonce: Callable[[], str] = _new_nonce,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        pool_size: int = 16,
+    ) -> None:
+        self.settings = settings or CvcSettings()
+        self.credentials = credentials
+        self.retry_policy = retry_policy or RetryPolicy(max_attempts=self.settings.max_attempts)
+        self._now = now
+        self._nonce = nonce
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._url = self.settings.endpoint.rstrip("/") + "/"
+        if session is None:
+            session = requests.Session()
+            # No adapter-level retries: a replayed request would reuse its nonce.
+            adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=pool_size)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        fc_context: Any = None,
+        env: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
+        **kwargs: Any,
+    ) -> CvcClient:
+        settings = CvcSettings.from_env(env)
+        if endpoint:
+            settings = CvcSettings(**{**settings.__dict__, "endpoint": endpoint.rstrip("/")})
+        credentials = default_credentials(fc_context=fc_context, env=env)
+        return cls(credentials, settings=settings, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CvcClient(endpoint={self.settings.endpoint!r}, access_key_id={self.credentials.access_key_id!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- the one call path -------------------------------------------------------------------------------------
+
+    def _signed_query(self, action: str, query: Mapping[str, str], body: Mapping[str, str]) -> dict[str, str]:
+        creds = self.credentials
+        params = signature.common_params(
+            action=action,
+            version=API_VERSION,
+            access_key_id=creds.access_key_id,
+            now=self._now(),
+            nonce=self._nonce(),
+            security_token=creds.security_token,
+        )
+        params.update(query)
+        params["Signature"] = signature.sign("POST", params, body, creds.access_key_secret)
+        return params
+
+    def _timeout(self, ctx: RetryContext, action: str) -> tuple[float, float]:
+        remaining = ctx.time_left()
+        connect, read = self.settings.connect_timeout, self.settings.read_timeout
+        if remaining is None:
+            return connect, read
+        if remaining <= 0:
+            raise DeadlineExceeded(
+                "no time left before the caller's deadline",
+                action=action,
+                code="DeadlineExceeded",
+                retryable=True,
+            )
+        return min(connect, remaining), min(read, remaining)
+
+    def _attempt(self, action: str, query: Mapping[str, str], body: Mapping[str, str], ctx: RetryContext) -> CallResult:
+        timeout = self._timeout(ctx, action)
+        started = self._monotonic()
+        url = f"{self._url}?{_encode_form(self._signed_query(action, query, body))}"
+        headers = {"Accept": "application/json", "User-Agent": "cvcsync/0.1"}
+        payload: str | None = None
+        if body:
+            payload = _encode_form(body)
+            headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+        try:
+            response = self._session.post(
+                url, data=payload.encode() if payload else None, headers=headers, timeout=timeout
+            )
+            content = response.content
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            kind = "Timeout" if isinstance(exc, requests.Timeout) else "ConnectionError"
+            raise CvcTransportError(
+                f"{type(exc).__name__} talking to {self.settings.endpoint}",
+                action=action,
+                code=kind,
+                retryable=True,
+            ) from exc
+        latency = self._monotonic() - started
+        return self._classify(action, response, content, latency, ctx.attempts)
+
+    def _classify(
+        self, action: str, response: requests.Response, content: bytes, latency: float, attempts: int
+    ) -> CallResult:
+        status = response.status_code
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise CvcTransportError(
+                f"answer is not JSON (Content-Type {response.headers.get('Content-Type')!r}): {_preview(content)!r}",
+                action=action,
+                code="InvalidResponse",
+                http_status=status,
+                retryable=status >= 500,
+            ) from exc
+        if not isinstance(data, dict):
+            raise CvcTransportError(
+                f"answer is JSON but not an object: {_preview(content)!r}",
+                action=action,
+                code="InvalidResponse",
+                http_status=status,
+                retryable=False,
+            )
+        request_id = data.get("RequestId")
+        if status >= 400 or ("Code" in data and "Success" not in data):
+            code = str(data.get("Code") or f"HTTP{status}")
+            raise CvcGatewayError(
+                _safe_gateway_message(code, str(data.get("Message") or "")),
+                action=action,
+                code=code,
+                http_status=status,
+                request_id=request_id,
+                retryable=is_retryable_code(code, status),
+                retry_after=parse_retry_after(response.headers.get("x-acs-retry-after")),
+            )
+        if data.get("Success") is False:
+            raise CvcBusinessError(
+                str(data.get("Message") or "Success is false"),
+                action=action,
+                code=str(data.get("ErrorCode", "Unknown")),
+                http_status=status,
+                request_id=request_id,
+                retryable=False,
+            )
+        return CallResult(action, data, request_id, attempts, latency)
+
+    def _call(
+        self,
+        action: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+        batch_size: int | None = None,
+    ) -> CallResult:
+        """Send one action with retries; raise the last ``CvcError`` when attempts or time run out."""
+        ctx = RetryContext(self.retry_policy, deadline, clock=self._monotonic)
+        started = self._monotonic()
+        while True:
+            ctx.attempts += 1
+            try:
+                result = self._attempt(action, query or {}, body or {}, ctx)
+            except CvcError as error:
+                delay = ctx.next_delay(error)
+                if delay is None:
+                    error.attempts = ctx.attempts
+                    self._log_call(action, batch_size, ctx.attempts, started, error.request_id, error)
+                    raise
+                log.debug(
+                    "cvc retry",
+                    extra={
+                        "action": action,
+                        "attempt": ctx.attempts,
+                        "code": error.code,
+                        "delay": round(delay, 3),
+                    },
+                )
+                self._sleep(delay)
+                continue
+            self._log_call(action, batch_size, ctx.attempts, started, result.request_id, None)
+            return result
+
+    def _log_call(
+        self,
+        action: str,
+        batch_size: int | None,
+        attempts: int,
+        started: float,
+        request_id: str | None,
+        error: CvcError | None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "action": action,
+            "attempts": attempts,
+            "latencyMs": round((self._monotonic() - started) * 1000, 1),
+            "cvcRequestId": request_id,
+        }
+        if batch_size is not None:
+            fields["batchSize"] = batch_size
+        if error is None:
+            log.info("cvc call ok", extra=fields)
+        else:
+            log.warning("cvc call failed", extra={**fields, "code": error.code, "retryable": error.retryable})
+
+    # -- actions ---------------------------------------------------------------------------------------------
+
+    def create_batch(self, users: Sequence[Mapping[str, Any]], *, deadline: float | None = None) -> CallResult:
+        """One CreateUser call (an upsert); ``users`` must fit one batch."""
+        body = {"UserInfo": orjson.dumps(list(users)).decode(), "Count": str(len(users))}
+        return self._call("CreateUser", body=body, deadline=deadline, batch_size=len(users))
+
+    def delete_batch(self, user_ids: Sequence[str], *, deadline: float | None = None) -> CallResult:
+        body = {
+            "UserInfo": orjson.dumps([{"userId": uid} for uid in user_ids]).decode(),
+            "Count": str(len(user_ids)),
+        }
+        return self._call("DeleteUser", body=body, deadline=deadline, batch_size=len(user_ids))
+
+    def iter_create(
+        self, users: Iterable[Mapping[str, Any]], *, deadline: float | None = None
+    ) -> Iterator[BatchResult]:
+        """Upsert any number of users, ``batch_size`` per call; yields each batch's result as it completes."""
+        for batch in _batches(users, self.settings.batch_size):
+            ids = [str(u.get("userId", "")) for u in batch]
+            yield self._run_batch("CreateUser", ids, batch, partial(self.create_batch, batch, deadline=deadline))
+
+    def iter_delete(self, user_ids: Iterable[str], *, deadline: float | None = None) -> Iterator[BatchResult]:
+        for batch in _batches(user_ids, self.settings.batch_size):
+            records = [{"userId": uid} for uid in batch]
+            yield self._run_batch("DeleteUser", batch, records, partial(self.delete_batch, batch, deadline=deadline))
+
+    def create_users(self, users: Iterable[Mapping[str, Any]], *, deadline: float | None = None) -> list[BatchResult]:
+        return list(self.iter_create(users, deadline=deadline))
+
+    def delete_users(self, user_ids: Iterable[str], *, deadline: float | None = None) -> list[BatchResult]:
+        return list(self.iter_delete(user_ids, deadline=deadline))
+
+    def _run_batch(
+        self,
+        action: str,
+        user_ids: list[str],
+        records: Sequence[Mapping[str, Any]],
+        send: Callable[[], CallResult],
+    ) -> BatchResult:
+        result = BatchResult(action, user_ids, records)
+        try:
+            answer = send()
+        except CvcError as error:
+            result.error = error
+            result.request_id = error.request_id
+            result.attempts = error.attempts
+            return result
+        result.request_id = answer.request_id
+        result.attempts = answer.attempts
+        result.latency = answer.latency
+        return result
+
+    def get_user(self, user_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        """GetUser's ``UserInfo`` (PascalCase keys, ``CreateTime`` in epoch ms)."""
+        result = self._call("GetUser", query={"UserId": user_id}, deadline=deadline)
+        info = result.data.get("UserInfo")
+        if not isinstance(info, dict):
+            raise CvcTransportError(
+                "GetUser answered without a UserInfo object",
+                action="GetUser",
+                code="InvalidResponse",
+                request_id=result.request_id,
+            )
+        return info
+
+    def list_users(self, *, page_size: int = 100, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+        """Every user, page by page (PascalCase keys), until a short page or ``TotalCount`` is reached."""
+        page = 1
+        seen = 0
+        while True:
+            result = self._call(
+                "ListUsers",
+                query={"PageNumber": str(page), "PageSize": str(page_size)},
+                deadline=deadline,
+            )
+            data = result.data.get("Data") or {}
+            infos = data.get("UserInfos") or []
+            yield from infos
+            seen += len(infos)
+            total = data.get("TotalCount")
+            if len(infos) < page_size or (isinstance(total, int) and seen >= total):
+                return
+            page += 1
+
+    def get_account_info(self, *, deadline: float | None = None) -> dict[str, Any]:
+        result = self._call("GetAccountInfo", deadline=deadline)
+        info = result.data.get("AccountInfo")
+        return info if isinstance(info, dict) else {}

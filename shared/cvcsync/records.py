@@ -1,0 +1,218 @@
+"""The one user model, and the validation every input path shares (files, queue messages, HTTP).
+
+Field names are the API document's: camelCase going in (CreateUser's ``UserInfo``), PascalCase coming back
+(GetUser, ListUsers). A bad record raises ``RecordError`` naming each field and why, with the line it came from;
+unknown fields are kept as notices on the record rather than silently dropped.
+
+CVC publishes no length limits; the ones here are cvc-sync's own, generous enough for real directories and
+tight enough to stop a column shift (a whole address landing in ``userId``) before it reaches CVC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import InvalidInputError
+from .logs import mask_email, mask_mobile
+
+REQUIRED_FIELDS = ("userId", "userName", "groupId", "groupName")
+OPTIONAL_FIELDS = ("departId", "departName", "userEmail", "userTel", "userMobile", "userAvatarUrl")
+FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
+
+MAX_LENGTH = {
+    "userId": 64,
+    "userName": 128,
+    "groupId": 64,
+    "groupName": 128,
+    "departId": 64,
+    "departName": 256,
+    "userEmail": 128,
+    "userTel": 32,
+    "userMobile": 32,
+    "userAvatarUrl": 1024,
+}
+
+_PASCAL_TO_CAMEL = {name[0].upper() + name[1:]: name for name in FIELDS}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()\-]{2,30}$")
+_PERSONAL = {"userEmail": mask_email, "userMobile": mask_mobile, "userTel": mask_mobile}
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class RecordError(InvalidInputError):
+    """A record that cannot be sent to CVC; says where it came from, which fields are wrong and why."""
+
+    code = "InvalidRecord"
+
+    def __init__(self, problems: list[FieldProblem], *, position: str | None = None, user_id: str | None = None):
+        self.problems = problems
+        self.position = position
+        self.user_id = user_id
+        where = f"{position}: " if position else ""
+        who = f"user {user_id!r}: " if user_id else ""
+        super().__init__(where + who + "; ".join(str(p) for p in problems))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **super().to_dict(),
+            "position": self.position,
+            "userId": self.user_id,
+            "problems": [{"field": p.field, "reason": p.reason} for p in self.problems],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A CVC user, validated. Empty optional fields are ``""`` and are not sent."""
+
+    user_id: str
+    user_name: str
+    group_id: str
+    group_name: str
+    depart_id: str = ""
+    depart_name: str = ""
+    user_email: str = ""
+    user_tel: str = ""
+    user_mobile: str = ""
+    user_avatar_url: str = ""
+    notices: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def to_cvc(self) -> dict[str, str]:
+        """CreateUser's camelCase entry, leaving out empty optional fields."""
+        values = (
+            self.user_id,
+            self.user_name,
+            self.group_id,
+            self.group_name,
+            self.depart_id,
+            self.depart_name,
+            self.user_email,
+            self.user_tel,
+            self.user_mobile,
+            self.user_avatar_url,
+        )
+        return {name: value for name, value in zip(FIELDS, values, strict=True) if value}
+
+    def content_hash(self) -> str:
+        """Stable digest of what CVC holds for this user: equal hashes mean no CreateUser is needed."""
+        return hashlib.blake2b(orjson.dumps(self.to_cvc(), option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+    def masked(self) -> dict[str, str]:
+        """The record as it may appear in a log line or a report: mobile, phone and e-mail masked."""
+        out = self.to_cvc()
+        for name, mask in _PERSONAL.items():
+            if name in out:
+                out[name] = mask(out[name]) or ""
+        return out
+
+
+def _as_text(name: str, value: Any, problems: list[FieldProblem]) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        problems.append(FieldProblem(name, f"must be text, got {type(value).__name__}"))
+        return ""
+    text = str(value).strip()
+    if _CONTROL.search(text):
+        problems.append(FieldProblem(name, "contains control characters (line breaks, tabs or NUL)"))
+    limit = MAX_LENGTH[name]
+    if len(text) > limit:
+        problems.append(FieldProblem(name, f"is {len(text)} characters long; at most {limit} allowed"))
+    return text
+
+
+def _check_formats(values: dict[str, str], problems: list[FieldProblem]) -> None:
+    email = values.get("userEmail")
+    if email and not _EMAIL.match(email):
+        problems.append(FieldProblem("userEmail", f"is not an e-mail address ({mask_email(email)})"))
+    for name in ("userMobile", "userTel"):
+        phone = values.get(name)
+        if phone and not _PHONE.match(phone):
+            problems.append(FieldProblem(name, f"is not a phone number ({mask_mobile(phone)}): digits, +, -, spaces"))
+    url = values.get("userAvatarUrl")
+    if url and not url.startswith(("http://", "https://")):
+        problems.append(FieldProblem("userAvatarUrl", "must start with http:// or https://"))
+
+
+def normalise_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept the document's camelCase and GetUser's PascalCase; leave other keys as they are."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).strip()
+        out[_PASCAL_TO_CAMEL.get(name, name)] = value
+    return out
+
+
+def parse_user(
+    raw: Mapping[str, Any],
+    *,
+    position: str | None = None,
+    defaults: Mapping[str, str] | None = None,
+    ignore: frozenset[str] = frozenset(),
+) -> User:
+    """Validate one record into a ``User`` or raise ``RecordError`` listing every problem at once.
+
+    ``defaults`` fill empty fields (the enterprise's groupId/groupName, which HR exports rarely carry);
+    ``ignore`` names extra keys the caller knows about (an operation column, ``CreateTime``) so they are not
+    reported as unknown.
+    """
+    if not isinstance(raw, Mapping):
+        raise RecordError([FieldProblem("(record)", f"must be an object, got {type(raw).__name__}")], position=position)
+    record = normalise_keys(raw)
+    problems: list[FieldProblem] = []
+    values: dict[str, str] = {}
+    for name in FIELDS:
+        value = _as_text(name, record.get(name), problems)
+        if not value and defaults:
+            value = str(defaults.get(name, "") or "").strip()
+        values[name] = value
+    for name in REQUIRED_FIELDS:
+        if not values[name] and not any(p.field == name for p in problems):
+            problems.append(FieldProblem(name, "is required and empty" if name in record else "is required"))
+    _check_formats(values, problems)
+    user_id = values["userId"] or None
+    if problems:
+        raise RecordError(problems, position=position, user_id=user_id)
+    unknown = sorted(k for k in record if k not in FIELDS and k not in ignore and k != "CreateTime")
+    notices = tuple(f"unknown field {k!r} ignored" for k in unknown)
+    return User(
+        values["userId"],
+        values["userName"],
+        values["groupId"],
+        values["groupName"],
+        values["departId"],
+        values["departName"],
+        values["userEmail"],
+        values["userTel"],
+        values["userMobile"],
+        values["userAvatarUrl"],
+        notices,
+    )
+
+
+def user_from_cvc(info: Mapping[str, Any]) -> dict[str, Any]:
+    """GetUser/ListUsers' PascalCase ``UserInfo`` as the document's camelCase fields (plus ``createTime``)."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if key == "CreateTime":
+            out["createTime"] = value
+        elif key in _PASCAL_TO_CAMEL:
+            out[_PASCAL_TO_CAMEL[key]] = value
+        else:
+            out[key] = value
+    return out

@@ -237,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = "INFO" if args.verbose else os.environ.get(ENV_LOG_LEVEL, "WARNING")
+    level = "INFO" if args.verbose else os.environ.get(ENV_LOG_LEVEL, "ERROR")
     configure_logging(level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     return _run(args)

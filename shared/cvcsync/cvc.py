@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import requests
 
-from . import signature
+from . import __version__, signature
 from .config import API_VERSION, CvcSettings
 from .credentials import Credentials, default_credentials
 from .errors import (
@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 
 _SIGNATURE_MISMATCH_MARK = "server string to sign is:"
 _PREVIEW_LIMIT = 200
+_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": "gzip, deflate",
+    "Connection": "keep-alive",
+    "User-Agent": f"cvcsync/{__version__}",
+}
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,6 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
-
-
-def _encode_form(params: Mapping[str, str]) -> str:
-    return "&".join(f"{signature.percent_encode(k)}={signature.percent_encode(v)}" for k, v in params.items())
 
 
 def _preview(content: bytes) -> str:
@@ -133,6 +135,10 @@ class CvcClient:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         self._session = session
+        # Proxies from the environment are looked up once here, not on every call as requests would (it walks
+        # the whole environment per request); HTTPS_PROXY / NO_PROXY still apply.
+        self._proxies = requests.utils.get_environ_proxies(self._url) if session.trust_env else {}
+        self._session.trust_env = False
 
     @classmethod
     def from_env(
@@ -157,7 +163,8 @@ class CvcClient:
 
     # -- the one call path -------------------------------------------------------------------------------------
 
-    def _signed_query(self, action: str, query: Mapping[str, str], body: Mapping[str, str]) -> dict[str, str]:
+    def _signed_query(self, action: str, query: Mapping[str, str], body_encoded: Mapping[str, str]) -> str:
+        """This attempt's query string: fresh Timestamp and nonce, signed over query and (encoded) body."""
         creds = self.credentials
         params = signature.common_params(
             action=action,
@@ -168,8 +175,10 @@ class CvcClient:
             security_token=creds.security_token,
         )
         params.update(query)
-        params["Signature"] = signature.sign("POST", params, body, creds.access_key_secret)
-        return params
+        encoded = signature.encode_values(params)
+        text = signature.string_to_sign_encoded("POST", {**encoded, **body_encoded})
+        encoded["Signature"] = signature.percent_encode(signature.signature(creds.access_key_secret, text))
+        return signature.encode_form(encoded)
 
     def _timeout(self, ctx: RetryContext, action: str) -> tuple[float, float]:
         remaining = ctx.time_left()
@@ -185,18 +194,16 @@ class CvcClient:
             )
         return min(connect, remaining), min(read, remaining)
 
-    def _attempt(self, action: str, query: Mapping[str, str], body: Mapping[str, str], ctx: RetryContext) -> CallResult:
+    def _attempt(
+        self, action: str, query: Mapping[str, str], body_encoded: Mapping[str, str], ctx: RetryContext
+    ) -> CallResult:
         timeout = self._timeout(ctx, action)
         started = self._monotonic()
-        url = f"{self._url}?{_encode_form(self._signed_query(action, query, body))}"
-        headers = {"Accept": "application/json", "User-Agent": "cvcsync/0.1"}
-        payload: str | None = None
-        if body:
-            payload = _encode_form(body)
-            headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+        url = f"{self._url}?{self._signed_query(action, query, body_encoded)}"
+        payload = signature.encode_form(body_encoded).encode("ascii") if body_encoded else b""
         try:
-            response = self._session.post(
-                url, data=payload.encode() if payload else None, headers=headers, timeout=timeout
+            response = self._session.send(
+                self._prepare(url, payload), timeout=timeout, proxies=self._proxies, allow_redirects=False
             )
             content = response.content
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
@@ -209,6 +216,19 @@ class CvcClient:
             ) from exc
         latency = self._monotonic() - started
         return self._classify(action, response, content, latency, ctx.attempts)
+
+    def _prepare(self, url: str, payload: bytes) -> requests.PreparedRequest:
+        """A ready request without ``Session.prepare_request``: the URL is ours and already fully encoded."""
+        prepared = requests.PreparedRequest()
+        prepared.method = "POST"
+        prepared.url = url
+        prepared.headers = requests.structures.CaseInsensitiveDict(_HEADERS)
+        if payload:
+            prepared.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+        prepared.headers["Content-Length"] = str(len(payload))
+        prepared.body = payload
+        prepared.hooks = {"response": []}
+        return prepared
 
     def _classify(
         self, action: str, response: requests.Response, content: bytes, latency: float, attempts: int
@@ -267,10 +287,11 @@ class CvcClient:
         """Send one action with retries; raise the last ``CvcError`` when attempts or time run out."""
         ctx = RetryContext(self.retry_policy, deadline, clock=self._monotonic)
         started = self._monotonic()
+        body_encoded = signature.encode_values(body or {})  # once per call, reused by every attempt
         while True:
             ctx.attempts += 1
             try:
-                result = self._attempt(action, query or {}, body or {}, ctx)
+                result = self._attempt(action, query or {}, body_encoded, ctx)
             except CvcError as error:
                 delay = ctx.next_delay(error)
                 if delay is None:

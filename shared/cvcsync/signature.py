@@ -29,12 +29,35 @@ def percent_encode(value: str) -> str:
 def canonical_query(params: Params | Iterable[tuple[str, str]]) -> str:
     """Sorted, encoded ``name=value`` pairs joined by ``&``; ``Signature`` itself is never signed."""
     items = params.items() if isinstance(params, Mapping) else params
-    pairs = sorted((name, value) for name, value in items if name != "Signature")
-    return "&".join(f"{percent_encode(name)}={percent_encode(value)}" for name, value in pairs)
+    return _canonical_from_encoded((name, percent_encode(value)) for name, value in items)
+
+
+def _canonical_from_encoded(pairs: Iterable[tuple[str, str]]) -> str:
+    """Pairs of (raw name, already encoded value): sorted by raw name, as the spec says."""
+    ordered = sorted((name, value) for name, value in pairs if name != "Signature")
+    return "&".join(f"{percent_encode(name)}={value}" for name, value in ordered)
+
+
+def _encode_canonical(canonical: str) -> str:
+    """``percent_encode`` of a canonical query, which holds only unreserved characters, ``%``, ``=`` and ``&``.
+
+    Three plain replacements give exactly what the general encoder would, without walking the (long) string
+    byte by byte; a property test holds the two equal.
+    """
+    return canonical.replace("%", "%25").replace("=", "%3D").replace("&", "%26")
 
 
 def string_to_sign(method: str, params: Params | Iterable[tuple[str, str]]) -> str:
-    return f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical_query(params))}"
+    return f"{method.upper()}&%2F&{_encode_canonical(canonical_query(params))}"
+
+
+def string_to_sign_encoded(method: str, encoded: Params) -> str:
+    """``string_to_sign`` for parameters whose values are already percent-encoded (raw names as keys).
+
+    The client encodes a CreateUser body once per call and reuses it for every attempt's signature and for the
+    wire, instead of encoding kilobytes of ``UserInfo`` twice per attempt.
+    """
+    return f"{method.upper()}&%2F&{_encode_canonical(_canonical_from_encoded(encoded.items()))}"
 
 
 def signature(secret: str, text: str) -> str:
@@ -80,3 +103,12 @@ def common_params(
 def sign(method: str, query: Params, body: Params, secret: str) -> str:
     """Signature over query and form body together, as the gateway computes it."""
     return signature(secret, string_to_sign(method, [*query.items(), *body.items()]))
+
+
+def encode_form(encoded: Params) -> str:
+    """A query string or form body from already-encoded values (names are encoded here)."""
+    return "&".join(f"{percent_encode(name)}={value}" for name, value in encoded.items())
+
+
+def encode_values(params: Params) -> dict[str, str]:
+    return {name: percent_encode(value) for name, value in params.items()}

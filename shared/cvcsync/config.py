@@ -24,8 +24,48 @@ ENV_CVC_MAX_ATTEMPTS = "CVC_MAX_ATTEMPTS"
 ENV_CVC_CONNECT_TIMEOUT = "CVC_CONNECT_TIMEOUT"
 ENV_CVC_READ_TIMEOUT = "CVC_READ_TIMEOUT"
 
+ENV_CVC_MAX_QPS = "CVC_MAX_QPS"
+
 # Logging.
 ENV_LOG_LEVEL = "CVCSYNC_LOG_LEVEL"
+
+# The object store (S3, or OSS through its S3-compatible endpoint).
+ENV_S3_ENDPOINT = "CVCSYNC_S3_ENDPOINT"
+ENV_S3_REGION = "CVCSYNC_S3_REGION"
+ENV_S3_ADDRESSING_STYLE = "CVCSYNC_S3_ADDRESSING_STYLE"
+
+# Where the sync keeps what it writes (all under one output prefix, so an upload trigger can never see them).
+ENV_STATE_BUCKET = "CVCSYNC_STATE_BUCKET"
+ENV_OUTPUT_PREFIX = "CVCSYNC_OUTPUT_PREFIX"
+ENV_FULL_PREFIX = "CVCSYNC_FULL_PREFIX"
+ENV_DELTA_PREFIX = "CVCSYNC_DELTA_PREFIX"
+ENV_DEFAULT_MODE = "CVCSYNC_DEFAULT_MODE"
+
+# Input files.
+ENV_ENCODING = "CVCSYNC_ENCODING"
+ENV_COLUMN_PRESET = "CVCSYNC_COLUMN_PRESET"
+ENV_COLUMN_MAP = "CVCSYNC_COLUMN_MAP"
+ENV_GROUP_ID = "CVCSYNC_GROUP_ID"
+ENV_GROUP_NAME = "CVCSYNC_GROUP_NAME"
+
+# Safety gates.
+ENV_MAX_DELETES = "CVCSYNC_MAX_DELETES"
+ENV_MAX_DELETE_PERCENT = "CVCSYNC_MAX_DELETE_PERCENT"
+ENV_MAX_SNAPSHOT_DROP_PERCENT = "CVCSYNC_MAX_SNAPSHOT_DROP_PERCENT"
+ENV_UPSERTS_WHEN_REFUSED = "CVCSYNC_UPSERTS_WHEN_REFUSED"
+ENV_GUARD_OVERRIDE = "CVCSYNC_GUARD_OVERRIDE"
+
+# Applying.
+ENV_CONCURRENCY = "CVCSYNC_CONCURRENCY"
+ENV_DEADLINE_MARGIN = "CVCSYNC_DEADLINE_MARGIN"
+ENV_FANOUT = "CVCSYNC_FANOUT"
+ENV_FANOUT_THRESHOLD = "CVCSYNC_FANOUT_THRESHOLD"
+ENV_FANOUT_CHUNK = "CVCSYNC_FANOUT_CHUNK"
+ENV_FANOUT_QUEUE_URL = "CVCSYNC_FANOUT_QUEUE_URL"
+
+# Dead letters.
+ENV_DEADLETTER_SINK = "CVCSYNC_DEADLETTER_SINK"
+ENV_DEADLETTER_QUEUE_URL = "CVCSYNC_DEADLETTER_QUEUE_URL"
 
 # The local emulator.
 ENV_EMULATOR_ACCESS_KEYS = "CVC_EMULATOR_ACCESS_KEYS"
@@ -58,7 +98,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
     if value <= 0:
         raise ConfigurationError(f"{name} must be positive, got {value}")
     return value
@@ -73,6 +113,7 @@ class CvcSettings:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    max_qps: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CvcSettings:
@@ -88,4 +129,98 @@ class CvcSettings:
             max_attempts=_int(env, ENV_CVC_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
             connect_timeout=_float(env, ENV_CVC_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT),
             read_timeout=_float(env, ENV_CVC_READ_TIMEOUT, DEFAULT_READ_TIMEOUT),
+            max_qps=_float(env, ENV_CVC_MAX_QPS, 0.0) or None,
         )
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ConfigurationError(f"{name} must be a relative key prefix, got {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+DEFAULT_OUTPUT_PREFIX = "cvc-sync/"
+FANOUT_MODES = ("off", "inline", "fc", "lambda", "sqs")
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """How an upload is synced: where things go, which mode, the safety gates, how hard to push CVC."""
+
+    output_prefix: str = DEFAULT_OUTPUT_PREFIX
+    full_prefix: str = "uploads/full/"
+    delta_prefix: str = "uploads/delta/"
+    default_mode: str = "full"
+    state_bucket: str | None = None
+    encoding: str | None = None
+    group_id: str | None = None
+    group_name: str | None = None
+    max_deletes: int = 500
+    max_delete_percent: float = 20.0
+    max_snapshot_drop_percent: float = 20.0
+    upserts_when_refused: bool = False
+    guard_override: bool = False
+    concurrency: int = 4
+    deadline_margin: float = 10.0
+    fanout: str = "off"
+    fanout_threshold: int = 20000
+    fanout_chunk: int = 5000
+    fanout_queue_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SyncSettings:
+        env = os.environ if env is None else env
+        mode = env.get(ENV_DEFAULT_MODE, "").strip() or "full"
+        if mode not in ("full", "delta"):
+            raise ConfigurationError(f"{ENV_DEFAULT_MODE} must be full or delta, got {mode!r}")
+        fanout = env.get(ENV_FANOUT, "").strip() or "off"
+        if fanout not in FANOUT_MODES:
+            raise ConfigurationError(f"{ENV_FANOUT} must be one of {', '.join(FANOUT_MODES)}, got {fanout!r}")
+        return cls(
+            output_prefix=_prefix(env, ENV_OUTPUT_PREFIX, DEFAULT_OUTPUT_PREFIX),
+            full_prefix=_prefix(env, ENV_FULL_PREFIX, "uploads/full/"),
+            delta_prefix=_prefix(env, ENV_DELTA_PREFIX, "uploads/delta/"),
+            default_mode=mode,
+            state_bucket=env.get(ENV_STATE_BUCKET, "").strip() or None,
+            encoding=env.get(ENV_ENCODING, "").strip() or None,
+            group_id=env.get(ENV_GROUP_ID, "").strip() or None,
+            group_name=env.get(ENV_GROUP_NAME, "").strip() or None,
+            max_deletes=_int(env, ENV_MAX_DELETES, 500, minimum=0),
+            max_delete_percent=_float(env, ENV_MAX_DELETE_PERCENT, 20.0),
+            max_snapshot_drop_percent=_float(env, ENV_MAX_SNAPSHOT_DROP_PERCENT, 20.0),
+            upserts_when_refused=_bool(env, ENV_UPSERTS_WHEN_REFUSED),
+            guard_override=_bool(env, ENV_GUARD_OVERRIDE),
+            concurrency=_int(env, ENV_CONCURRENCY, 4),
+            deadline_margin=_float(env, ENV_DEADLINE_MARGIN, 10.0),
+            fanout=fanout,
+            fanout_threshold=_int(env, ENV_FANOUT_THRESHOLD, 20000),
+            fanout_chunk=_int(env, ENV_FANOUT_CHUNK, 5000),
+            fanout_queue_url=env.get(ENV_FANOUT_QUEUE_URL, "").strip() or None,
+        )
+
+    def mode_for(self, key: str) -> str:
+        if key.startswith(self.delta_prefix):
+            return "delta"
+        if key.startswith(self.full_prefix):
+            return "full"
+        return self.default_mode
+
+    def key(self, *parts: str) -> str:
+        """A key under the output prefix, e.g. ``key("reports", upload_key, run_id + ".json")``."""
+        return self.output_prefix + "/".join(p.strip("/") for p in parts if p)
+
+    @property
+    def defaults(self) -> dict[str, str]:
+        return {k: v for k, v in (("groupId", self.group_id), ("groupName", self.group_name)) if v}

@@ -9,8 +9,10 @@ syncing thousands of users can dead-letter one failed batch and carry on with th
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +32,7 @@ from .errors import (
     CvcTransportError,
     DeadlineExceeded,
 )
+from .ratelimit import RateLimiter
 from .retry import RetryContext, RetryPolicy, is_retryable_code, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,7 @@ class CvcClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         pool_size: int = 16,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings or CvcSettings()
         self.credentials = credentials
@@ -128,6 +132,11 @@ class CvcClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._url = self.settings.endpoint.rstrip("/") + "/"
+        if rate_limiter is None and self.settings.max_qps:
+            rate_limiter = RateLimiter(self.settings.max_qps)
+        self._limiter = rate_limiter
+        self.calls: Counter[str] = Counter()  # HTTP requests sent, per action: the report's "calls made"
+        self._calls_lock = threading.Lock()
         if session is None:
             session = requests.Session()
             # No adapter-level retries: a replayed request would reuse its nonce.
@@ -197,7 +206,16 @@ class CvcClient:
     def _attempt(
         self, action: str, query: Mapping[str, str], body_encoded: Mapping[str, str], ctx: RetryContext
     ) -> CallResult:
+        if self._limiter is not None and not self._limiter.acquire(ctx.deadline):
+            raise DeadlineExceeded(
+                "the rate limit leaves no time before the deadline",
+                action=action,
+                code="DeadlineExceeded",
+                retryable=True,
+            )
         timeout = self._timeout(ctx, action)
+        with self._calls_lock:
+            self.calls[action] += 1
         started = self._monotonic()
         url = f"{self._url}?{self._signed_query(action, query, body_encoded)}"
         payload = signature.encode_form(body_encoded).encode("ascii") if body_encoded else b""
@@ -340,6 +358,11 @@ class CvcClient:
         """One CreateUser call (an upsert); ``users`` must fit one batch."""
         body = {"UserInfo": orjson.dumps(list(users)).decode(), "Count": str(len(users))}
         return self._call("CreateUser", body=body, deadline=deadline, batch_size=len(users))
+
+    def create_batch_json(self, users_json: Sequence[str], *, deadline: float | None = None) -> CallResult:
+        """CreateUser from users already serialised as JSON objects (the engine's plan stores them so)."""
+        body = {"UserInfo": "[" + ",".join(users_json) + "]", "Count": str(len(users_json))}
+        return self._call("CreateUser", body=body, deadline=deadline, batch_size=len(users_json))
 
     def delete_batch(self, user_ids: Sequence[str], *, deadline: float | None = None) -> CallResult:
         body = {

@@ -108,9 +108,13 @@ class User:
         )
         return {name: value for name, value in zip(FIELDS, values, strict=True) if value}
 
+    def to_json(self) -> bytes:
+        """``to_cvc`` as compact JSON, fields always in the document's order (so equal users give equal bytes)."""
+        return orjson.dumps(self.to_cvc())
+
     def content_hash(self) -> str:
         """Stable digest of what CVC holds for this user: equal hashes mean no CreateUser is needed."""
-        return hashlib.blake2b(orjson.dumps(self.to_cvc(), option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+        return content_hash(self.to_json())
 
     def masked(self) -> dict[str, str]:
         """The record as it may appear in a log line or a report: mobile, phone and e-mail masked."""
@@ -119,6 +123,10 @@ class User:
             if name in out:
                 out[name] = mask(out[name]) or ""
         return out
+
+
+def content_hash(user_json: bytes) -> str:
+    return hashlib.blake2b(user_json, digest_size=16).hexdigest()
 
 
 def _as_text(name: str, value: Any, problems: list[FieldProblem]) -> str:

@@ -1,0 +1,147 @@
+"""The outcomes a record can end in, and the run report that counts them (and checks the count)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CvcSyncError
+
+
+class Outcome(str, enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    REJECTED = "rejected"
+    DEAD_LETTERED = "deadLettered"
+    SKIPPED_BY_GUARD = "skippedByGuard"
+
+
+class AccountingError(CvcSyncError):
+    """received != Σ outcomes: a record was lost or counted twice. Always a bug; never papered over."""
+
+    code = "AccountingMismatch"
+
+
+@dataclass
+class Problem:
+    """One rejected or failed record, as the report shows it (no personal data beyond the user id)."""
+
+    code: str
+    message: str
+    line: int | None = None
+    user_id: str | None = None
+    request_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.line is not None:
+            out["line"] = self.line
+        if self.user_id:
+            out["userId"] = self.user_id
+        if self.request_id:
+            out["requestId"] = self.request_id
+        return out
+
+
+@dataclass
+class GuardResult:
+    name: str
+    passed: bool
+    detail: str
+    overridden: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "overridden": self.overridden, "detail": self.detail}
+
+
+def check_accounting(received: int, outcomes: dict[str, int]) -> None:
+    total = sum(outcomes.values())
+    if total != received:
+        raise AccountingError(f"received {received} records but counted {total} outcomes: {outcomes}")
+
+
+@dataclass
+class RunReport:
+    """What one run did, for the object store, the log and the CLI. ``finish`` checks the accounting."""
+
+    run_id: str
+    mode: str
+    status: str = "planned"
+    source: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+    rows_read: int = 0
+    implied_deletions: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
+    planned: dict[str, int] = field(default_factory=dict)
+    guards: list[GuardResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    durations_ms: dict[str, float] = field(default_factory=dict)
+    dead_letters: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def received(self) -> int:
+        return self.rows_read + self.implied_deletions
+
+    @property
+    def refused(self) -> bool:
+        return any(not g.passed and not g.overridden for g in self.guards)
+
+    def check(self) -> None:
+        check_accounting(self.received, self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "status": self.status,
+            "mode": self.mode,
+            "refused": self.refused,
+            "source": self.source,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "received": self.received,
+            "rowsRead": self.rows_read,
+            "impliedDeletions": self.implied_deletions,
+            "outcomes": dict(self.outcomes),
+            "planned": dict(self.planned),
+            "guards": [g.to_dict() for g in self.guards],
+            "calls": dict(self.calls),
+            "durationsMs": {k: round(v, 1) for k, v in self.durations_ms.items()},
+            "deadLetters": self.dead_letters,
+            "state": self.state,
+            "messages": list(self.messages),
+            "problemCount": self.problem_count,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        report = cls(run_id=data["runId"], mode=data["mode"], status=data["status"])
+        report.source = data.get("source", {})
+        report.started_at = data.get("startedAt", "")
+        report.finished_at = data.get("finishedAt", "")
+        report.rows_read = data.get("rowsRead", 0)
+        report.implied_deletions = data.get("impliedDeletions", 0)
+        report.outcomes = dict(data.get("outcomes", {}))
+        report.planned = dict(data.get("planned", {}))
+        report.guards = [
+            GuardResult(g["name"], g["passed"], g["detail"], g.get("overridden", False)) for g in data.get("guards", [])
+        ]
+        report.calls = dict(data.get("calls", {}))
+        report.durations_ms = dict(data.get("durationsMs", {}))
+        report.dead_letters = data.get("deadLetters", 0)
+        report.state = data.get("state", {})
+        report.messages = list(data.get("messages", []))
+        report.problem_count = data.get("problemCount", 0)
+        report.problems = [
+            Problem(p["code"], p["message"], p.get("line"), p.get("userId"), p.get("requestId"))
+            for p in data.get("problems", [])
+        ]
+        return report

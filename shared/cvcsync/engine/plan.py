@@ -1,0 +1,441 @@
+"""Planning: stream the input, validate every row, drop duplicates, compare with the shadow state.
+
+The plan lives in a SQLite workspace rather than in memory, so planning a million-user snapshot keeps memory
+flat, and the same file can be checkpointed to the object store, resumed, or split among parallel invocations.
+Nothing here calls CVC.
+
+Rules (one test each):
+- a row that cannot be read or validated is rejected with its line, field and reason, and planning goes on;
+- of several rows for one user id, the last wins; the earlier ones are rejected as duplicates;
+- an upsert whose content hash equals the state's is unchanged and costs no call;
+- in a full snapshot, users in the state with no row at all are deleted; a user whose row was rejected is NOT
+  deleted (an invalid row is no evidence the person left);
+- a delete (delta mode, or a row whose status says the person left) is planned whatever the state says:
+  DeleteUser of an absent user is harmless, and CVC may hold users the state never saw.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from ..errors import InvalidInputError
+from ..readers import SourceRow
+from ..records import RecordError, content_hash, parse_user
+from .outcomes import Outcome, Problem
+from .state import ShadowState
+
+FULL, DELTA = "full", "delta"
+MODES = (FULL, DELTA)
+INSERT_BATCH = 5000
+
+SCHEMA = """
+CREATE TABLE rows (
+    seq INTEGER PRIMARY KEY,
+    line INTEGER,
+    user_id TEXT,
+    kind TEXT NOT NULL,
+    op TEXT,
+    hash TEXT,
+    record TEXT,
+    old TEXT,
+    problem TEXT,
+    outcome TEXT,
+    error TEXT,
+    chunk INTEGER
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Planned operations: what apply will send, in the order it sends them (deletes first free licensed capacity).
+CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE = "create", "update", "unchanged", "delete", "reject", "duplicate"
+WRITE_OPS = (DELETE, CREATE, UPDATE)
+_SETTLED = {UNCHANGED: Outcome.UNCHANGED.value, REJECT: Outcome.REJECTED.value, DUPLICATE: Outcome.REJECTED.value}
+
+
+@dataclass(frozen=True)
+class MappedRow:
+    """A row in the document's field names, with its operation when the file says one (delta mode)."""
+
+    fields: Mapping[str, Any]
+    op: str | None = None
+    notices: tuple[str, ...] = ()
+
+
+class RowMapper(Protocol):
+    def map(self, data: Mapping[str, Any]) -> MappedRow: ...
+
+
+class IdentityMapper:
+    """Rows already in the document's field names; an ``op`` field, if any, is the operation."""
+
+    def map(self, data: Mapping[str, Any]) -> MappedRow:
+        op = data.get("op")
+        if op is None:
+            return MappedRow(data)
+        fields = {k: v for k, v in data.items() if k != "op"}
+        return MappedRow(fields, str(op).strip().lower())
+
+
+@dataclass
+class PlanInput:
+    rows: Iterable[SourceRow]
+    mode: str
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    mapper: RowMapper = field(default_factory=IdentityMapper)
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+class SyncPlan:
+    """A plan in its SQLite workspace: counts, pending operations, outcomes as they are recorded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    @classmethod
+    def from_artefact(cls, saved: Mapping[str, Any], workdir: Path) -> SyncPlan:
+        """Rebuild a plan from its dry-run artefact, so that applying it sends exactly what it lists."""
+        plan = cls(workdir / f"plan-{saved['planId']}.sqlite")
+        plan.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
+        plan.set_meta("plan_id", str(saved["planId"]))
+        plan.set_meta("mode", str(saved.get("mode", FULL)))
+        plan.set_meta("state_generation", str(saved.get("stateGeneration", 0)))
+        plan.set_meta("source", orjson.dumps(saved.get("source", {})).decode())
+        rows = []
+        for op in saved.get("operations", []):
+            kind = {
+                DELETE: "delete" if op.get("line") is not None else "implied",
+                REJECT: "reject",
+                DUPLICATE: "upsert",
+            }.get(op["op"], "upsert")
+            record = orjson.dumps(op["new"]) if "new" in op else None
+            outcome = op.get("outcome") or _SETTLED.get(op["op"])
+            rows.append(
+                (
+                    op["seq"],
+                    op.get("line"),
+                    op.get("userId"),
+                    kind,
+                    op["op"],
+                    content_hash(record) if record else None,
+                    record.decode() if record else None,
+                    orjson.dumps(op["old"]).decode() if "old" in op else None,
+                    orjson.dumps(op["problem"]).decode() if "problem" in op else None,
+                    outcome,
+                )
+            )
+        plan.db.execute("BEGIN")
+        plan.db.executemany(
+            "INSERT INTO rows (seq, line, user_id, kind, op, hash, record, old, problem, outcome) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        plan.db.execute("COMMIT")
+        return plan
+
+    # -- metadata -------------------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def plan_id(self) -> str:
+        return self.meta("plan_id") or ""
+
+    @property
+    def mode(self) -> str:
+        return self.meta("mode") or FULL
+
+    @property
+    def state_generation(self) -> int:
+        return int(self.meta("state_generation") or 0)
+
+    @property
+    def source(self) -> dict[str, Any]:
+        raw = self.meta("source")
+        return dict(orjson.loads(raw)) if raw else {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- counts ---------------------------------------------------------------------------------------------
+
+    def op_counts(self) -> dict[str, int]:
+        counts = {op: 0 for op in (CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE)}
+        for op, n in self.db.execute("SELECT op, COUNT(*) FROM rows GROUP BY op"):
+            counts[op] = n
+        return counts
+
+    def rows_read(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE kind != 'implied'").fetchone()[0])
+
+    def implied_deletions(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE kind = 'implied'").fetchone()[0])
+
+    def valid_users(self) -> int:
+        """Distinct users the input wants present (what the completeness gate compares)."""
+        query = "SELECT COUNT(*) FROM rows WHERE op IN ('create', 'update', 'unchanged')"
+        return int(self.db.execute(query).fetchone()[0])
+
+    def outcome_counts(self) -> dict[str, int]:
+        counts = {o.value: 0 for o in Outcome}
+        for outcome, n in self.db.execute("SELECT outcome, COUNT(*) FROM rows WHERE outcome IS NOT NULL GROUP BY 1"):
+            counts[outcome] = n
+        return counts
+
+    def pending_count(self, chunk: int | None = None) -> int:
+        query = "SELECT COUNT(*) FROM rows WHERE outcome IS NULL"
+        if chunk is None:
+            return int(self.db.execute(query).fetchone()[0])
+        return int(self.db.execute(query + " AND chunk = ?", (chunk,)).fetchone()[0])
+
+    # -- operations -----------------------------------------------------------------------------------------
+
+    def pending(self, op: str, chunk: int | None = None) -> Iterator[tuple[int, str, str | None]]:
+        """(seq, user_id, record JSON) of operations not yet done, in input order."""
+        query = "SELECT seq, user_id, record FROM rows WHERE op = ? AND outcome IS NULL"
+        args: tuple[Any, ...] = (op,)
+        if chunk is not None:
+            query += " AND chunk = ?"
+            args += (chunk,)
+        yield from self.db.execute(query + " ORDER BY seq", args).fetchall()
+
+    def record_outcomes(self, results: Iterable[tuple[int, str, str | None]]) -> None:
+        """(seq, outcome, error JSON) of finished operations."""
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE rows SET outcome = ?, error = ? WHERE seq = ?", [(o, e, s) for s, o, e in results])
+        self.db.execute("COMMIT")
+
+    def skip_pending(self, ops: Iterable[str]) -> int:
+        """Guard refusal: pending operations of these kinds end as skipped-by-guard."""
+        marks = ",".join("?" for _ in ops)
+        cursor = self.db.execute(
+            f"UPDATE rows SET outcome = ? WHERE outcome IS NULL AND op IN ({marks})",  # noqa: S608 - placeholders only
+            (Outcome.SKIPPED_BY_GUARD.value, *ops),
+        )
+        return cursor.rowcount
+
+    def assign_chunks(self, chunk_size: int) -> int:
+        """Number pending write operations into chunks of ``chunk_size`` (deletes first); return the chunk count."""
+        seqs = [
+            seq
+            for op in WRITE_OPS
+            for (seq,) in self.db.execute("SELECT seq FROM rows WHERE op = ? AND outcome IS NULL ORDER BY seq", (op,))
+        ]
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "UPDATE rows SET chunk = ? WHERE seq = ?", [(i // chunk_size, s) for i, s in enumerate(seqs)]
+        )
+        self.db.execute("COMMIT")
+        return (len(seqs) + chunk_size - 1) // chunk_size
+
+    def problems(self, limit: int | None = None) -> Iterator[Problem]:
+        """Rejections and dead letters, in input order."""
+        query = (
+            "SELECT line, user_id, problem, error FROM rows WHERE outcome IN ('rejected', 'deadLettered') ORDER BY seq"
+        )
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        for line, user_id, problem, error in self.db.execute(query):
+            detail = orjson.loads(problem or error or b"{}")
+            yield Problem(
+                str(detail.get("code", "Unknown")),
+                str(detail.get("message", "")),
+                line,
+                user_id,
+                detail.get("requestId"),
+            )
+
+    def problem_count(self) -> int:
+        query = "SELECT COUNT(*) FROM rows WHERE outcome IN ('rejected', 'deadLettered')"
+        return int(self.db.execute(query).fetchone()[0])
+
+    def changes_for_state(self) -> tuple[Iterator[tuple[str, str, str]], Iterator[str]]:
+        """What CVC now holds because of this plan: upserts that succeeded and deletes that succeeded."""
+        upserts = self.db.execute(
+            "SELECT user_id, hash, record FROM rows WHERE outcome IN ('created', 'updated') ORDER BY seq"
+        )
+        deletes = (uid for (uid,) in self.db.execute("SELECT user_id FROM rows WHERE outcome = 'deleted'"))
+        return upserts, deletes
+
+    def operations(self) -> Iterator[dict[str, Any]]:
+        """Every planned operation for the dry-run artefact: creates, updates (old -> new), deletes, rejections."""
+        query = "SELECT seq, line, user_id, op, record, old, problem, outcome FROM rows ORDER BY seq"
+        for seq, line, user_id, op, record, old, problem, outcome in self.db.execute(query):
+            entry: dict[str, Any] = {"seq": seq, "op": op, "userId": user_id}
+            if line is not None:
+                entry["line"] = line
+            if op in (CREATE, UPDATE, UNCHANGED):
+                entry["new"] = orjson.loads(record)
+            if op in (UPDATE, DELETE) and old:
+                entry["old"] = orjson.loads(old)
+            if op == UPDATE and old:
+                entry["changed"] = sorted(
+                    k for k in set(entry["new"]) | set(entry["old"]) if entry["new"].get(k) != entry["old"].get(k)
+                )
+            if problem:
+                entry["problem"] = orjson.loads(problem)
+            if outcome:
+                entry["outcome"] = outcome
+            yield entry
+
+
+def _problem(code: str, message: str) -> str:
+    return orjson.dumps({"code": code, "message": message}).decode()
+
+
+def _classify_rows(item: PlanInput) -> Iterator[tuple[Any, ...]]:
+    """Rows as (line, user_id, kind, op, hash, record, problem, outcome) tuples for the workspace."""
+    defaults = item.defaults
+    mapper = item.mapper
+    for row in item.rows:
+        if row.error:
+            yield (
+                row.line,
+                None,
+                "reject",
+                REJECT,
+                None,
+                None,
+                _problem("UnreadableRecord", f"{row.position}: {row.error}"),
+                Outcome.REJECTED.value,
+            )
+            continue
+        try:
+            mapped = mapper.map(row.data)
+        except InvalidInputError as exc:  # about this row only (an unknown operation, say): say so and go on
+            yield (
+                row.line,
+                None,
+                "reject",
+                REJECT,
+                None,
+                None,
+                _problem(exc.code, f"{row.position}: {exc.message}"),
+                Outcome.REJECTED.value,
+            )
+            continue
+        op = mapped.op or "upsert"
+        if op == "delete":
+            user_id = str(mapped.fields.get("userId") or "").strip()
+            if not user_id:
+                yield (
+                    row.line,
+                    None,
+                    "reject",
+                    REJECT,
+                    None,
+                    None,
+                    _problem("InvalidRecord", f"{row.position}: userId: is required to delete"),
+                    Outcome.REJECTED.value,
+                )
+                continue
+            yield (row.line, user_id, "delete", None, None, None, None, None)
+            continue
+        if op != "upsert":
+            yield (
+                row.line,
+                None,
+                "reject",
+                REJECT,
+                None,
+                None,
+                _problem("InvalidOperation", f"{row.position}: operation {op!r} is neither upsert nor delete"),
+                Outcome.REJECTED.value,
+            )
+            continue
+        try:
+            user = parse_user(mapped.fields, position=row.position, defaults=defaults)
+        except RecordError as exc:
+            yield (
+                row.line,
+                exc.user_id,
+                "reject",
+                REJECT,
+                None,
+                None,
+                orjson.dumps(exc.to_dict()).decode(),
+                Outcome.REJECTED.value,
+            )
+            continue
+        payload = user.to_json()
+        yield (row.line, user.user_id, "upsert", None, content_hash(payload), payload.decode(), None, None)
+
+
+def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
+    """Stream the input into a new plan workspace and decide every row's operation against ``state``."""
+    if item.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {item.mode!r}")
+    plan_id = str(uuid.uuid4())
+    path = workdir / f"plan-{plan_id}.sqlite"
+    plan = SyncPlan(path)
+    db = plan.db
+    db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
+    plan.set_meta("plan_id", plan_id)
+    plan.set_meta("mode", item.mode)
+    plan.set_meta("state_generation", str(state.generation))
+    plan.set_meta("source", orjson.dumps(item.source).decode())
+
+    insert = "INSERT INTO rows (line, user_id, kind, op, hash, record, problem, outcome) VALUES (?,?,?,?,?,?,?,?)"
+    db.execute("BEGIN")
+    batch: list[tuple[Any, ...]] = []
+    for entry in _classify_rows(item):
+        batch.append(entry)
+        if len(batch) >= INSERT_BATCH:
+            db.executemany(insert, batch)
+            batch.clear()
+    if batch:
+        db.executemany(insert, batch)
+    db.execute("COMMIT")
+
+    db.execute("CREATE INDEX rows_user ON rows (user_id)")
+    db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
+    db.execute("BEGIN")
+    # The last row of a user wins; earlier ones are duplicates (rejected, with the line that superseded them).
+    db.execute(
+        """
+        WITH last AS (SELECT user_id, MAX(seq) AS seq, MAX(line) AS line FROM rows
+                      WHERE kind IN ('upsert', 'delete') GROUP BY user_id HAVING COUNT(*) > 1)
+        UPDATE rows SET op = 'duplicate', outcome = 'rejected',
+            problem = json_object('code', 'DuplicateUserId',
+                                  'message', 'line ' || rows.line || ': user ' || quote(rows.user_id)
+                                             || ' appears again on line ' || last.line || ', which wins')
+        FROM last WHERE rows.user_id = last.user_id AND rows.kind IN ('upsert', 'delete') AND rows.seq < last.seq
+        """
+    )
+    db.execute("UPDATE rows SET op = 'create' WHERE kind = 'upsert' AND op IS NULL")
+    db.execute(
+        """
+        UPDATE rows SET op = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE 'update' END,
+                        outcome = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE NULL END,
+                        old = s.record
+        FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'create'
+        """
+    )
+    db.execute("UPDATE rows SET op = 'delete' WHERE kind = 'delete' AND op IS NULL")
+    db.execute(
+        "UPDATE rows SET old = s.record FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'delete'"
+    )
+    if item.mode == FULL:
+        db.execute(
+            """
+            INSERT INTO rows (line, user_id, kind, op, old)
+            SELECT NULL, s.user_id, 'implied', 'delete', s.record FROM state.users AS s
+            WHERE NOT EXISTS (SELECT 1 FROM rows AS r WHERE r.user_id = s.user_id)
+            ORDER BY s.user_id
+            """
+        )
+    db.execute("COMMIT")
+    db.execute("DETACH DATABASE state")
+    return plan

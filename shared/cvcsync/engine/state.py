@@ -1,0 +1,192 @@
+"""The shadow state: what cvc-sync last synced, per user a content hash and the record, in SQLite.
+
+CVC has no cheap way to list a large directory, so cvc-sync remembers what it applied. Only successful calls
+change the state, and the state is committed after apply, so it never claims what CVC does not hold (at worst it
+under-claims, and the next run re-sends a harmless upsert).
+
+In the object store a state is a series of immutable generations, ``gen-00000007.sqlite.gz``, each written
+create-only: two runs committing at once cannot both win the same generation; the loser re-reads the newest one,
+re-applies its own changes on top, and tries the next number. ``manifest.json`` points at the newest generation
+for people and tools; readers trust the generation objects themselves.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import CvcSyncError
+
+if TYPE_CHECKING:
+    from ..objects import ObjectStore
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL,
+    synced_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+MAX_COMMIT_ATTEMPTS = 8
+KEEP_GENERATIONS = 3
+
+
+class StateConflict(CvcSyncError):
+    """The state moved on while a saved plan waited: applying it now could undo someone else's run."""
+
+    code = "StateChanged"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ShadowState:
+    """One generation of the state, as a local SQLite file."""
+
+    def __init__(self, path: Path, generation: int = 0) -> None:
+        self.path = path
+        self.generation = generation
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def snapshot_rows(self) -> int | None:
+        """Users in the last full snapshot that was accepted (the completeness gate compares against it)."""
+        value = self.meta("snapshot_rows")
+        return int(value) if value is not None else None
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    def get(self, user_id: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.db.execute("SELECT hash, record FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        return (row[0], orjson.loads(row[1])) if row else None
+
+    def users(self) -> Iterator[tuple[str, str, str]]:
+        """(user_id, hash, record JSON), in user id order."""
+        yield from self.db.execute("SELECT user_id, hash, record FROM users ORDER BY user_id")
+
+    def upsert(self, rows: list[tuple[str, str, str]]) -> None:
+        now = utc_now()
+        self.db.executemany(
+            "INSERT OR REPLACE INTO users (user_id, hash, record, synced_at) VALUES (?, ?, ?, ?)",
+            [(uid, h, rec, now) for uid, h, rec in rows],
+        )
+
+    def delete(self, user_ids: list[str]) -> None:
+        self.db.executemany("DELETE FROM users WHERE user_id = ?", [(uid,) for uid in user_ids])
+
+
+Changes = Callable[[ShadowState], None]
+
+
+class StateStore:
+    """Generations of the shadow state under ``prefix`` in a bucket of an object store."""
+
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
+        self.store = store
+        self.bucket = bucket
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+
+    def _key(self, generation: int) -> str:
+        return f"{self.prefix}gen-{generation:08d}.sqlite.gz"
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.prefix}manifest.json"
+
+    def latest_generation(self) -> int:
+        """The newest generation that exists (0: none yet): the manifest's, then probe forward past it."""
+        raw = self.store.get_bytes(self.bucket, self.manifest_key)
+        generation = int(orjson.loads(raw).get("generation", 0)) if raw else 0
+        if generation and self.store.head(self.bucket, self._key(generation)) is None:
+            generation = 0  # a manifest without its generation: trust the objects
+        while self.store.head(self.bucket, self._key(generation + 1)) is not None:
+            generation += 1
+        if generation == 0:
+            keys = [k for k in self.store.list_keys(self.bucket, f"{self.prefix}gen-") if k.endswith(".sqlite.gz")]
+            if keys:
+                generation = max(int(k.rsplit("gen-", 1)[1].split(".", 1)[0]) for k in keys)
+        return generation
+
+    def checkout(self, workdir: Path, generation: int | None = None) -> ShadowState:
+        """A local copy of a generation (the newest by default), or an empty state when there is none."""
+        generation = self.latest_generation() if generation is None else generation
+        path = workdir / f"state-{generation:08d}.sqlite"
+        if path.exists():
+            path.unlink()
+        if generation:
+            packed = workdir / f"state-{generation:08d}.sqlite.gz"
+            if not self.store.download_file(self.bucket, self._key(generation), packed):
+                raise CvcSyncError(f"state generation {generation} vanished while reading it", code="StateMissing")
+            with gzip.open(packed, "rb") as source, path.open("wb") as target:
+                shutil.copyfileobj(source, target, 1024 * 1024)
+            packed.unlink()
+        return ShadowState(path, generation)
+
+    def commit(self, changes: Changes, *, run_id: str, snapshot_rows: int | None = None) -> int:
+        """Apply ``changes`` on top of the newest generation and write it as the next one; return its number."""
+        with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
+            workdir = Path(tmp)
+            for _ in range(MAX_COMMIT_ATTEMPTS):
+                state = self.checkout(workdir)
+                try:
+                    state.db.execute("BEGIN")
+                    changes(state)
+                    if snapshot_rows is not None:
+                        state.set_meta("snapshot_rows", str(snapshot_rows))
+                    state.set_meta("run_id", run_id)
+                    state.set_meta("committed_at", utc_now())
+                    state.db.execute("COMMIT")
+                    users = state.count()
+                finally:
+                    state.close()
+                packed = workdir / "next.sqlite.gz"
+                with state.path.open("rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
+                    shutil.copyfileobj(source, target, 1024 * 1024)
+                generation = state.generation + 1
+                if self.store.put_file(self.bucket, self._key(generation), packed, if_absent=True):
+                    self._write_manifest(generation, users, run_id)
+                    self._prune(generation)
+                    log.info("state committed", extra={"generation": generation, "users": users, "runId": run_id})
+                    return generation
+                log.warning("state generation taken by a concurrent run; retrying", extra={"generation": generation})
+        raise CvcSyncError("could not commit the shadow state: too many concurrent runs", code="StateContention")
+
+    def _write_manifest(self, generation: int, users: int, run_id: str) -> None:
+        manifest = {
+            "generation": generation,
+            "key": self._key(generation),
+            "users": users,
+            "runId": run_id,
+            "committedAt": utc_now(),
+        }
+        self.store.put_bytes(self.bucket, self.manifest_key, orjson.dumps(manifest), content_type="application/json")
+
+    def _prune(self, newest: int) -> None:
+        for generation in range(max(1, newest - KEEP_GENERATIONS - 5), newest - KEEP_GENERATIONS + 1):
+            self.store.delete(self.bucket, self._key(generation))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from support.emulator import EmulatorProcess, start_emulator
+from support.moto import DUMMY_CREDENTIALS, MotoServer, start_moto
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,24 @@ def emulator(emulator_process: EmulatorProcess) -> EmulatorProcess:
     """The session's emulator, reset first: no users, nonces or stats, faults off, keys and capacity as started."""
     emulator_process.reset()
     return emulator_process
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto in server mode as a real subprocess, for the whole session. Dummy AWS credentials are in the
+    environment meanwhile, so even a client built without explicit ones can never sign for a real account."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in DUMMY_CREDENTIALS.items():
+            patch.setenv(name, value)
+        server = start_moto()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer) -> MotoServer:
+    """The session's moto server, reset first: no buckets, objects or queues."""
+    moto_server.reset()
+    return moto_server

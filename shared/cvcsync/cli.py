@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +26,7 @@ from .logs import configure_logging
 from .readers import FORMATS, read_records
 from .records import RecordError, User, parse_user, user_from_cvc
 
-EXIT_OK, EXIT_CVC, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
+EXIT_OK, EXIT_CVC, EXIT_USAGE, EXIT_INVALID, EXIT_REFUSED = 0, 1, 2, 3, 4
 MAX_PROBLEMS_SHOWN = 50
 
 
@@ -167,6 +168,86 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_CVC if failed else EXIT_OK
 
 
+def _summary_table(report: dict[str, Any], stream: IO[str]) -> None:
+    """The run at a glance, for a person at a terminal."""
+    source = report["source"].get("file") or f"{report['source'].get('bucket')}/{report['source'].get('key')}"
+    lines = [
+        f"run {report['runId']}  {report['status'].upper()}  mode {report['mode']}  {source}",
+        f"received {report['received']} "
+        f"({report['rowsRead']} rows read, {report['impliedDeletions']} implied deletions)",
+    ]
+    planned_or_done = report["planned"] if report["status"] == "dry-run" else report["outcomes"]
+    width = max(len(k) for k in planned_or_done)
+    lines += [f"  {name:<{width}}  {count:>8}" for name, count in planned_or_done.items() if count]
+    for guard in report["guards"]:
+        mark = "ok" if guard["passed"] else ("OVERRIDDEN" if guard["overridden"] else "REFUSED")
+        lines.append(f"  gate {guard['name']}: {mark} — {guard['detail']}")
+    lines += [f"  ! {message}" for message in report["messages"]]
+    lines += [f"  problem: {p.get('message')}" for p in report["problems"][:10]]
+    if report["problemCount"] > 10:
+        lines.append(f"  … {report['problemCount'] - 10} more problems in the report")
+    calls = ", ".join(f"{k} {v}" for k, v in report["calls"].items()) or "none"
+    lines.append(f"CVC calls: {calls}; dead letters: {report['deadLetters']}")
+    stream.write("\n".join(lines) + "\n")
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from .local import local_context, open_input
+    from .sync import apply_saved_plan, sync_source
+
+    progress: Progress | None = None
+
+    def start(total: int) -> None:
+        nonlocal progress
+        progress = Progress("applied", total, sys.stderr, enabled=args.progress)
+
+    def advance(count: int) -> None:
+        if progress is not None:
+            progress.advance(count)
+
+    ctx = local_context(args.state, _client(args), on_progress=advance, on_apply_start=start)
+    if bool(args.apply_plan) == bool(args.source):
+        raise InvalidInputError("give either FILE_OR_S3_URL or --apply-plan F", code="Usage")
+    if args.apply_plan:
+        with Path(args.apply_plan).open("rb") as artefact:
+            report = apply_saved_plan(artefact, ctx).to_dict()
+    else:
+        stream, name, source = open_input(args.source)
+        mode = args.mode or ctx.settings.mode_for(name)
+        dry_run = args.dry_run or bool(args.plan_out)
+        with stream, Path(args.plan_out).open("wb") if args.plan_out else _nothing() as plan_out:
+            report = sync_source(
+                stream,
+                name=name,
+                source=source,
+                mode=mode,
+                ctx=ctx,
+                dry_run=dry_run,
+                approved=args.approve,
+                plan_out=plan_out,
+            ).to_dict()
+    if args.json:
+        _emit(report)
+    else:
+        _summary_table(report, sys.stdout)
+    if report["refused"]:
+        return EXIT_REFUSED
+    if report["deadLetters"]:
+        return EXIT_CVC
+    return EXIT_INVALID if report["outcomes"].get("rejected") or report["planned"].get("reject") else EXIT_OK
+
+
+def _nothing() -> Any:
+    return nullcontext()
+
+
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    from .local import invoke
+
+    _emit(invoke(args.function, Path(args.event), platform=args.platform, timeout=args.timeout))
+    return EXIT_OK
+
+
 def _cmd_emulator(args: argparse.Namespace) -> int:
     try:
         from .emulator.server import main as emulator_main
@@ -209,6 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     account = commands.add_parser("account", help="show licensed capacity and usage (GetAccountInfo)")
     account.set_defaults(run=_cmd_account)
+
+    sync = commands.add_parser("sync", help="sync an HR export (file or s3://) into CVC with the full engine")
+    sync.add_argument("source", nargs="?", metavar="FILE_OR_S3_URL")
+    sync.add_argument("--mode", choices=("full", "delta"), help="default: from the key prefix, else full")
+    sync.add_argument("--dry-run", action="store_true", help="plan and report; send nothing")
+    sync.add_argument("--plan-out", metavar="F", help="write the dry run's plan (JSON) to F")
+    sync.add_argument("--apply-plan", metavar="F", help="apply exactly a saved plan (refused if the state moved)")
+    sync.add_argument("--state", metavar="DIR_OR_S3_URL", help="shadow state, reports, dead letters (default .cvcsync)")
+    sync.add_argument("--approve", action="store_true", help="override the deletion and completeness gates")
+    sync.add_argument("--json", action="store_true", help="print the run report as JSON")
+    sync.add_argument("--progress", action="store_true", default=None, help="progress on stderr even off a terminal")
+    sync.set_defaults(run=_cmd_sync)
+
+    invoke = commands.add_parser("invoke", help="run a function's handler locally with a realistic context")
+    invoke.add_argument("function", help="a folder of functions/ (e.g. object_upload) or a path to an index.py")
+    invoke.add_argument("event", metavar="EVENT_FILE")
+    invoke.add_argument("--platform", choices=("fc", "lambda"), default="fc")
+    invoke.add_argument("--timeout", type=int, default=60, help="the function's timeout in seconds")
+    invoke.set_defaults(run=_cmd_invoke)
 
     emulator = commands.add_parser("emulator", help="run the local CVC emulator (see docs/emulator.md)", add_help=False)
     emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)

@@ -33,6 +33,9 @@ ENV_LOG_LEVEL = "CVCSYNC_LOG_LEVEL"
 ENV_S3_ENDPOINT = "CVCSYNC_S3_ENDPOINT"
 ENV_S3_REGION = "CVCSYNC_S3_REGION"
 ENV_S3_ADDRESSING_STYLE = "CVCSYNC_S3_ADDRESSING_STYLE"
+# Set by Lambda and the AWS tooling, not by us: read as the object store's region when CVCSYNC_S3_REGION is unset.
+ENV_AWS_REGION = "AWS_REGION"
+ENV_AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 
 # Where the sync keeps what it writes (all under one output prefix, so an upload trigger can never see them).
 ENV_STATE_BUCKET = "CVCSYNC_STATE_BUCKET"

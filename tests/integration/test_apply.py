@@ -64,7 +64,12 @@ def test_outcomes_for_creates_updates_deletes(emulator: Any, state: ShadowState,
     directory = {u["userId"]: u for u in emulator.users()}
     assert "u-00003" not in directory and directory["u-00002"]["departName"] == "新部门" and len(directory) == 27
     stats = emulator.stats()
-    assert stats["calls"]["DeleteUser"] == 1 and sorted(stats["createBatchSizes"]) == [3, 6, 10, 10]  # 3 to stage, 26 to apply
+    assert stats["calls"]["DeleteUser"] == 1 and sorted(stats["createBatchSizes"]) == [
+        3,
+        6,
+        10,
+        10,
+    ]  # 3 to stage, 26 to apply
 
 
 def test_one_bad_record_is_isolated_and_its_neighbours_land(emulator: Any, state: ShadowState, tmp_path: Path) -> None:

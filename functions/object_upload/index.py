@@ -1,0 +1,11 @@
+"""Object upload (OSS trigger on FC, S3 notification on Lambda): an HR export landed; sync it into CVC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cvcsync.triggers.upload import handle
+
+
+def handler(event: Any, context: Any) -> Any:
+    return handle(event, context)

@@ -1,0 +1,111 @@
+"""The clients a function needs, built lazily from the environment and kept for the warm container.
+
+This is the only module-level state in cvc-sync: a cache of clients (CVC's ``requests.Session``, boto3's S3 and
+SQS clients). FC's STS credentials rotate, so clients built from them are keyed by the key id they were built
+with; a new key builds a new client. boto3 is imported only when an S3 or SQS client is first asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from .config import CvcSettings, SyncSettings
+from .credentials import default_credentials, from_fc_context
+from .cvc import CvcClient
+from .deadletters import deadletter_sink_from_env
+from .dispatch import FcDispatcher, InlineDispatcher, LambdaDispatcher, QueueDispatcher
+from .errors import ConfigurationError
+from .objects import S3ObjectStore, s3_client
+from .runtime import FC, LAMBDA, Invocation
+from .sync import Dispatcher, SyncContext
+
+T = TypeVar("T")
+_cache: dict[tuple[Any, ...], Any] = {}
+_lock = threading.Lock()
+
+
+def _cached(key: tuple[Any, ...], build: Callable[[], T]) -> T:
+    with _lock:
+        if key not in _cache:
+            _cache[key] = build()
+        return _cache[key]  # type: ignore[no-any-return]
+
+
+def clear_cache() -> None:
+    """Forget every client (tests; a warm container never needs it)."""
+    with _lock:
+        _cache.clear()
+
+
+def cvc_client(invocation: Invocation, env: Mapping[str, str]) -> CvcClient:
+    settings = CvcSettings.from_env(env)
+    credentials = default_credentials(fc_context=invocation.fc_context, env=env)
+    client = _cached(("cvc", settings), lambda: CvcClient(credentials, settings=settings))
+    client.credentials = credentials  # the session is kept; STS keys are refreshed every invocation
+    return client
+
+
+def _fc_key_id(invocation: Invocation) -> str | None:
+    creds = from_fc_context(invocation.fc_context)() if invocation.fc_context is not None else None
+    return creds.access_key_id if creds else None
+
+
+def object_store(invocation: Invocation, env: Mapping[str, str]) -> S3ObjectStore:
+    key = ("s3", _fc_key_id(invocation), tuple(sorted((k, v) for k, v in env.items() if k.startswith("CVCSYNC_S3"))))
+    return _cached(key, lambda: S3ObjectStore(s3_client(env, fc_context=invocation.fc_context)))
+
+
+def sqs_client(env: Mapping[str, str]) -> Any:
+    def build() -> Any:
+        import boto3
+
+        return boto3.client("sqs")
+
+    return _cached(("sqs",), build)
+
+
+def dispatcher(
+    settings: SyncSettings, invocation: Invocation, env: Mapping[str, str], inline: Callable[[dict[str, Any]], Any]
+) -> Dispatcher | None:
+    """Where continuations and chunks go: the configured fan-out, else the platform's own async invocation."""
+    mode = settings.fanout
+    if mode == "off":
+        mode = {FC: "fc", LAMBDA: "lambda"}.get(invocation.platform, "inline")
+    if mode == "inline":
+        return InlineDispatcher(inline)
+    if mode == "sqs":
+        if not settings.fanout_queue_url:
+            raise ConfigurationError("CVCSYNC_FANOUT=sqs needs CVCSYNC_FANOUT_QUEUE_URL")
+        return QueueDispatcher(sqs_client(env), settings.fanout_queue_url)
+    if mode == "fc":
+        return FcDispatcher(invocation)
+    return LambdaDispatcher(invocation)
+
+
+def build_context(
+    invocation: Invocation,
+    bucket: str,
+    *,
+    inline: Callable[[dict[str, Any]], Any],
+    env: Mapping[str, str] | None = None,
+) -> SyncContext:
+    """Everything one run needs, for the upload in ``bucket`` (outputs go to the state bucket, else there)."""
+    env = os.environ if env is None else env
+    settings = SyncSettings.from_env(env)
+    store = object_store(invocation, env)
+    output_bucket = settings.state_bucket or bucket
+    client = cvc_client(invocation, env)
+    return SyncContext(
+        settings=settings,
+        cvc=client,
+        store=store,
+        output_bucket=output_bucket,
+        sink=deadletter_sink_from_env(env, store, output_bucket, lambda: sqs_client(env)),
+        invocation=invocation,
+        dispatcher=dispatcher(settings, invocation, env, inline),
+        calls_baseline=Counter(client.calls),
+    )

@@ -1,0 +1,511 @@
+"""One sync run, the same whatever started it: input -> plan -> guards -> apply -> dead letters -> state -> report.
+
+``sync_source`` is the core; ``sync_upload`` feeds it an object from the store (the upload function), the CLI feeds
+it a local file. A run that reaches its deadline is checkpointed to the object store and continued by a new
+invocation (``resume_run``); a very large one is split into chunks applied in parallel (``apply_chunk``), and the
+last chunk to finish completes the run (``finish_run``). The report and the shadow state reflect every chunk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+
+from .config import SyncSettings
+from .cvc import CvcClient
+from .deadletters import DeadLetter, DeadLetterSink
+from .engine import guards as gates
+from .engine.apply import CHECKPOINTED, Applier, ApplySettings
+from .engine.outcomes import Outcome, RunReport, check_accounting
+from .engine.plan import CREATE, DELETE, UPDATE, IdentityMapper, PlanInput, RowMapper, SyncPlan, build_plan
+from .engine.state import ShadowState, StateConflict, StateStore
+from .errors import CvcError, CvcSyncError
+from .events.types import ObjectUploaded
+from .objects import ObjectStore
+from .readers import read_records
+from .runtime import Invocation
+
+log = logging.getLogger(__name__)
+
+MAX_PROBLEMS_IN_REPORT = 100
+DRY_RUN, APPLIED, REFUSED, FANNED_OUT = "dry-run", "applied", "refused", "fanned-out"
+
+
+class Dispatcher(Protocol):
+    """Hands events to new invocations of this function (async invoke, a queue, or threads locally)."""
+
+    def dispatch(self, events: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass
+class SyncContext:
+    """Everything a run talks to; built lazily from the environment by the functions, explicitly by tests."""
+
+    settings: SyncSettings
+    cvc: CvcClient
+    store: ObjectStore
+    output_bucket: str
+    sink: DeadLetterSink | None
+    invocation: Invocation
+    dispatcher: Dispatcher | None = None
+    mapper_for: Callable[[], RowMapper] = IdentityMapper
+    on_progress: Callable[[int], None] | None = None
+    on_apply_start: Callable[[int], None] | None = None
+    state_store: StateStore | None = None
+    calls_baseline: Counter[str] = field(default_factory=Counter)  # the client outlives runs: count only ours
+
+    @property
+    def state(self) -> StateStore:
+        if self.state_store is None:
+            self.state_store = StateStore(self.store, self.output_bucket, self.settings.key("state") + "/")
+        return self.state_store
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.store.put_bytes(self.output_bucket, key, orjson.dumps(value), content_type="application/json")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="cvcsync-run-") as tmp:
+        yield Path(tmp)
+
+
+def _capacity(cvc: CvcClient, deadline: float | None) -> tuple[int | None, int | None]:
+    """(licensed users, users in CVC) from GetAccountInfo, or (None, None) where it does not answer."""
+    try:
+        info = cvc.get_account_info(deadline=deadline)
+    except CvcError as exc:
+        log.warning("capacity preflight skipped: GetAccountInfo failed", extra={"code": exc.code})
+        return None, None
+    maximum, number = info.get("AccountApplicationMax"), info.get("AccountApplicationNumber")
+    return (maximum if isinstance(maximum, int) else None, number if isinstance(number, int) else None)
+
+
+def _evaluate_guards(plan: SyncPlan, state: ShadowState, ctx: SyncContext, approved: bool) -> RunReport:
+    counts = plan.op_counts()
+    capacity, cvc_users = _capacity(ctx.cvc, ctx.invocation.deadline)
+    facts = gates.GuardFacts(
+        mode=plan.mode,
+        deletes=counts[DELETE],
+        creates=counts[CREATE],
+        valid_users=plan.valid_users(),
+        state_users=state.count(),
+        last_snapshot_users=state.snapshot_rows,
+        capacity=capacity,
+        cvc_users=cvc_users,
+    )
+    s = ctx.settings
+    settings = gates.GuardSettings(
+        s.max_deletes,
+        s.max_delete_percent,
+        s.max_snapshot_drop_percent,
+        s.upserts_when_refused,
+        override=s.guard_override or approved,
+    )
+    report = RunReport(run_id=plan.plan_id, mode=plan.mode, source=plan.source, started_at=_now())
+    report.guards = gates.evaluate(facts, settings)
+    report.planned = counts
+    report.rows_read = plan.rows_read()
+    report.implied_deletions = plan.implied_deletions()
+    report.state = {"generationBefore": state.generation, "usersBefore": facts.state_users}
+    return report
+
+
+def _apply_guards(plan: SyncPlan, report: RunReport, upserts_when_refused: bool) -> None:
+    """A refusal skips every deletion, and the upserts too unless configured otherwise (capacity: everything)."""
+    refused = {g.name for g in report.guards if not g.passed and not g.overridden}
+    if not refused:
+        return
+    plan.skip_pending([DELETE])
+    if gates.CAPACITY in refused or not upserts_when_refused:
+        plan.skip_pending([CREATE, UPDATE])
+    for guard in report.guards:
+        if guard.name in refused:
+            message = f"REFUSED by the {guard.name} gate: {guard.detail}"
+            report.messages.append(message)
+            log.error("sync refused by a safety gate", extra={"guard": guard.name, "detail": guard.detail})
+    report.messages.append(
+        "no deletion was sent"
+        + ("; upserts were applied" if upserts_when_refused and gates.CAPACITY not in refused else "; nothing was sent")
+        + ". To approve, put an approval marker object or set CVCSYNC_GUARD_OVERRIDE=true and upload again."
+    )
+
+
+def write_plan_artefact(plan: SyncPlan, report: RunReport, target: IO[bytes]) -> None:
+    """The dry-run plan as one JSON document, streamed operation by operation (old -> new for updates)."""
+    header = {
+        "planId": plan.plan_id,
+        "createdAt": report.started_at,
+        "mode": plan.mode,
+        "source": plan.source,
+        "stateGeneration": plan.state_generation,
+        "summary": report.planned,
+        "guards": [g.to_dict() for g in report.guards],
+    }
+    target.write(orjson.dumps(header)[:-1] + b',"operations":[')
+    for index, operation in enumerate(plan.operations()):
+        target.write((b"," if index else b"\n") + orjson.dumps(operation) + b"\n")
+    target.write(b"]}\n")
+
+
+def _dead_letters(plan: SyncPlan, ctx: SyncContext, run_id: str) -> int:
+    query = "SELECT seq, line, user_id, record, old, error FROM rows WHERE outcome = 'deadLettered' ORDER BY seq"
+    letters: list[DeadLetter] = []
+    source = plan.source
+    for _seq, line, user_id, record, old, error in plan.db.execute(query):
+        detail = orjson.loads(error or b"{}")
+        letters.append(
+            DeadLetter(
+                record=orjson.loads(record)
+                if record
+                else {"userId": user_id, **({"old": orjson.loads(old)} if old else {})},
+                source={
+                    **source,
+                    "line": line,
+                    "userId": user_id,
+                    "operation": "delete" if record is None else "upsert",
+                },
+                error_code=str(detail.get("code", "Unknown")),
+                error_message=str(detail.get("message", "")),
+                request_id=detail.get("requestId"),
+                attempts=int(detail.get("attempts") or 0),
+                failed_at=_now(),
+                run_id=run_id,
+                kind="record",
+                retryable=bool(detail.get("retryable", False)),
+            )
+        )
+    if not letters:
+        return 0
+    if ctx.sink is None:
+        raise CvcSyncError(
+            f"{len(letters)} records failed and no dead-letter sink is configured", code="NoDeadLetterSink"
+        )
+    return ctx.sink.put(letters)
+
+
+def _commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
+    def changes(state: ShadowState) -> None:
+        upserts, deletes = plan.changes_for_state()
+        batch: list[tuple[str, str, str]] = []
+        for row in upserts:
+            batch.append(row)
+            if len(batch) >= 5000:
+                state.upsert(batch)
+                batch = []
+        state.upsert(batch)
+        state.delete(list(deletes))
+
+    accepted = plan.mode == "full" and not report.refused
+    generation = ctx.state.commit(changes, run_id=report.run_id, snapshot_rows=plan.valid_users() if accepted else None)
+    report.state["generationAfter"] = generation
+
+
+def _report_key(ctx: SyncContext, report: RunReport) -> str:
+    key = str(report.source.get("key") or report.source.get("file") or "local")
+    return ctx.settings.key("reports", key.lstrip("/"), f"{report.run_id}.json")
+
+
+def _finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float) -> RunReport:
+    report.dead_letters = _dead_letters(plan, ctx, report.run_id)
+    _commit_state(plan, report, ctx)
+    report.outcomes = plan.outcome_counts()
+    report.status = REFUSED if report.refused else APPLIED
+    return _close_report(plan, report, ctx, started)
+
+
+def _close_report(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float) -> RunReport:
+    report.problem_count = plan.problem_count()
+    report.problems = list(plan.problems(MAX_PROBLEMS_IN_REPORT))
+    report.calls = {
+        k: n - ctx.calls_baseline.get(k, 0) for k, n in ctx.cvc.calls.items() if n > ctx.calls_baseline.get(k, 0)
+    }
+    report.durations_ms["total"] = (time.monotonic() - started) * 1000
+    report.finished_at = _now()
+    if report.status == DRY_RUN:
+        check_accounting(report.received, report.planned)  # nothing applied: every row has a planned operation
+    else:
+        report.check()
+    key = _report_key(ctx, report)
+    ctx.put_json(key, report.to_dict())
+    if report.problem_count > MAX_PROBLEMS_IN_REPORT:
+        lines = b"".join(orjson.dumps(p.to_dict()) + b"\n" for p in plan.problems())
+        ctx.store.put_bytes(ctx.output_bucket, key.removesuffix(".json") + ".problems.ndjson", lines)
+    level = logging.ERROR if report.refused else logging.INFO
+    log.log(
+        level,
+        "sync %s",
+        report.status,
+        extra={"runId": report.run_id, "outcomes": report.outcomes, "received": report.received, "reportKey": key},
+    )
+    return report
+
+
+def sync_source(
+    stream: IO[bytes],
+    *,
+    name: str,
+    source: dict[str, Any],
+    mode: str,
+    ctx: SyncContext,
+    dry_run: bool = False,
+    approved: bool = False,
+    plan_out: IO[bytes] | None = None,
+) -> RunReport:
+    """Plan ``stream`` against the shadow state, check the gates, and apply (unless ``dry_run``)."""
+    started = time.monotonic()
+    with _workdir() as workdir:
+        state = ctx.state.checkout(workdir)
+        try:
+            rows = read_records(stream, name=name, encoding=ctx.settings.encoding)
+            plan = build_plan(PlanInput(rows, mode, ctx.settings.defaults, ctx.mapper_for(), source), state, workdir)
+            report = _evaluate_guards(plan, state, ctx, approved)
+        finally:
+            state.close()
+        report.durations_ms["plan"] = (time.monotonic() - started) * 1000
+        try:
+            _apply_guards(plan, report, ctx.settings.upserts_when_refused)
+            if dry_run:
+                report.status = DRY_RUN
+                if plan_out is not None:
+                    write_plan_artefact(plan, report, plan_out)
+                else:
+                    with (workdir / "plan.json").open("wb") as artefact:
+                        write_plan_artefact(plan, report, artefact)
+                    ctx.store.put_file(
+                        ctx.output_bucket,
+                        ctx.settings.key(
+                            "plans", str(source.get("key", name)).lstrip("/"), f"{report.run_id}.plan.json"
+                        ),
+                        workdir / "plan.json",
+                    )
+                report.outcomes = plan.outcome_counts()
+                return _close_report(plan, report, ctx, started)
+            return _apply_and_finish(plan, report, ctx, started, workdir)
+        finally:
+            plan.close()
+
+
+def _apply_and_finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float, workdir: Path) -> RunReport:
+    settings = ctx.settings
+    pending = plan.pending_count()
+    if settings.fanout != "off" and pending > settings.fanout_threshold and ctx.dispatcher is not None:
+        return _fan_out(plan, report, ctx, workdir)
+    applied_at = time.monotonic()
+    if ctx.on_apply_start is not None:
+        ctx.on_apply_start(pending)
+    result = _applier(ctx).run(plan)
+    report.durations_ms["apply"] = report.durations_ms.get("apply", 0.0) + (time.monotonic() - applied_at) * 1000
+    if result.status == CHECKPOINTED:
+        return _checkpoint(plan, report, ctx, workdir)
+    return _finish(plan, report, ctx, started)
+
+
+def _applier(ctx: SyncContext) -> Applier:
+    settings = ApplySettings(
+        batch_size=ctx.cvc.settings.batch_size,
+        concurrency=ctx.settings.concurrency,
+        deadline=ctx.invocation.deadline,
+        margin=ctx.settings.deadline_margin,
+    )
+    return Applier(ctx.cvc, settings, on_progress=ctx.on_progress)
+
+
+# -- checkpoint, resume, fan-out -------------------------------------------------------------------------------
+
+
+def _run_key(ctx: SyncContext, run_id: str, name: str) -> str:
+    return ctx.settings.key("runs", run_id, name)
+
+
+def _save_run(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> None:
+    packed = workdir / "plan.sqlite.gz"
+    plan.db.execute("PRAGMA wal_checkpoint")
+    with plan.path.open("rb") as source, gzip.open(packed, "wb", compresslevel=4) as target:
+        shutil.copyfileobj(source, target, 1024 * 1024)
+    ctx.store.put_file(ctx.output_bucket, _run_key(ctx, report.run_id, "plan.sqlite.gz"), packed)
+    ctx.put_json(_run_key(ctx, report.run_id, "run.json"), report.to_dict())
+
+
+def _load_run(ctx: SyncContext, run_id: str, workdir: Path) -> tuple[SyncPlan, RunReport]:
+    raw = ctx.store.get_bytes(ctx.output_bucket, _run_key(ctx, run_id, "run.json"))
+    packed = workdir / "plan.sqlite.gz"
+    if raw is None or not ctx.store.download_file(ctx.output_bucket, _run_key(ctx, run_id, "plan.sqlite.gz"), packed):
+        raise CvcSyncError(f"run {run_id} has no saved plan to continue", code="NoSuchRun")
+    path = workdir / f"plan-{run_id}.sqlite"
+    with gzip.open(packed, "rb") as source, path.open("wb") as target:
+        shutil.copyfileobj(source, target, 1024 * 1024)
+    return SyncPlan(path), RunReport.from_dict(orjson.loads(raw))
+
+
+def _continuation(action: str, run_id: str, **extra: Any) -> dict[str, Any]:
+    return {"cvcsync": {"action": action, "runId": run_id, **extra}}
+
+
+def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:
+    report.status = CHECKPOINTED
+    report.outcomes = plan.outcome_counts()
+    _save_run(plan, report, ctx, workdir)
+    if ctx.dispatcher is None:
+        raise CvcSyncError(
+            "the deadline came before the run finished and no way to continue is configured", code="NoContinuation"
+        )
+    ctx.dispatcher.dispatch([_continuation("resume", report.run_id)])
+    log.warning(
+        "sync checkpointed; continuing in a new invocation",
+        extra={"runId": report.run_id, "pending": plan.pending_count()},
+    )
+    return report
+
+
+def resume_run(run_id: str, ctx: SyncContext) -> RunReport:
+    """Continue a checkpointed run from its saved plan: only what is still pending is sent."""
+    started = time.monotonic()
+    with _workdir() as workdir:
+        plan, report = _load_run(ctx, run_id, workdir)
+        try:
+            report.messages.append(f"continued at {_now()}")
+            return _apply_and_finish(plan, report, ctx, started, workdir)
+        finally:
+            plan.close()
+
+
+def _fan_out(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:
+    assert ctx.dispatcher is not None
+    chunks = plan.assign_chunks(ctx.settings.fanout_chunk)
+    report.status = FANNED_OUT
+    report.state["chunks"] = chunks
+    report.outcomes = plan.outcome_counts()
+    _save_run(plan, report, ctx, workdir)
+    ctx.dispatcher.dispatch([_continuation("chunk", report.run_id, chunk=n, chunks=chunks) for n in range(chunks)])
+    log.info("sync fanned out", extra={"runId": report.run_id, "chunks": chunks, "pending": plan.pending_count()})
+    return report
+
+
+def _chunk_results_key(ctx: SyncContext, run_id: str, chunk: int) -> str:
+    return _run_key(ctx, run_id, f"chunks/{chunk:05d}.ndjson")
+
+
+def apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext) -> RunReport | None:
+    """Apply one chunk of a fanned-out run; the invocation that completes the last chunk finishes the run."""
+    with _workdir() as workdir:
+        plan, _ = _load_run(ctx, run_id, workdir)
+        try:
+            earlier = ctx.store.get_bytes(ctx.output_bucket, _chunk_results_key(ctx, run_id, chunk))
+            if earlier:
+                plan.record_outcomes(tuple(orjson.loads(line)) for line in earlier.splitlines() if line)
+            result = _applier(ctx).run(plan, chunk=chunk)
+            rows = plan.db.execute(
+                "SELECT seq, outcome, error FROM rows WHERE chunk = ? AND outcome IS NOT NULL", (chunk,)
+            )
+            ctx.store.put_bytes(
+                ctx.output_bucket,
+                _chunk_results_key(ctx, run_id, chunk),
+                b"".join(orjson.dumps(r) + b"\n" for r in rows),
+            )
+            if result.status == CHECKPOINTED:
+                assert ctx.dispatcher is not None
+                ctx.dispatcher.dispatch([_continuation("chunk", run_id, chunk=chunk, chunks=chunks)])
+                return None
+            ctx.store.put_bytes(ctx.output_bucket, _run_key(ctx, run_id, f"chunks/{chunk:05d}.done"), b"")
+        finally:
+            plan.close()
+    done = sum(
+        1 for k in ctx.store.list_keys(ctx.output_bucket, _run_key(ctx, run_id, "chunks/")) if k.endswith(".done")
+    )
+    if done < chunks:
+        return None
+    if not ctx.store.put_bytes(ctx.output_bucket, _run_key(ctx, run_id, "finished"), b"", if_absent=True):
+        return None  # another chunk's invocation is finishing the run
+    return finish_run(run_id, chunks, ctx)
+
+
+def finish_run(run_id: str, chunks: int, ctx: SyncContext) -> RunReport:
+    """Merge every chunk's outcomes into the plan, then dead letters, state and report, as a single run would."""
+    started = time.monotonic()
+    with _workdir() as workdir:
+        plan, report = _load_run(ctx, run_id, workdir)
+        try:
+            for chunk in range(chunks):
+                raw = ctx.store.get_bytes(ctx.output_bucket, _chunk_results_key(ctx, run_id, chunk)) or b""
+                plan.record_outcomes(tuple(orjson.loads(line)) for line in raw.splitlines() if line)
+            return _finish(plan, report, ctx, started)
+        finally:
+            plan.close()
+
+
+def sync_upload(upload: ObjectUploaded, ctx: SyncContext, *, dry_run: bool = False) -> RunReport:
+    """The upload function's job: the object named by the event, in the mode its key prefix says."""
+    approved = ctx.store.head(ctx.output_bucket, ctx.settings.key("approvals", upload.key)) is not None
+    source = {
+        "bucket": upload.bucket,
+        "key": upload.key,
+        "etag": upload.etag,
+        "size": upload.size,
+        "event": upload.event_name,
+    }
+    with ctx.store.open(upload.bucket, upload.key) as stream:
+        return sync_source(
+            stream,
+            name=upload.key,
+            source=source,
+            mode=ctx.settings.mode_for(upload.key),
+            ctx=ctx,
+            dry_run=dry_run,
+            approved=approved,
+        )
+
+
+def apply_saved_plan(artefact: IO[bytes], ctx: SyncContext) -> RunReport:
+    """Apply exactly a dry run's plan: its creates, updates and deletes, refusing if the state moved on since."""
+    saved = orjson.loads(artefact.read())
+    generation = ctx.state.latest_generation()
+    if saved.get("stateGeneration") != generation:
+        raise StateConflict(
+            f"the plan was made against state generation {saved.get('stateGeneration')}, "
+            f"but the state is now at generation {generation}: plan again"
+        )
+    started = time.monotonic()
+    with _workdir() as workdir:
+        plan = SyncPlan.from_artefact(saved, workdir)
+        try:
+            report = RunReport(run_id=str(uuid.uuid4()), mode=plan.mode, source=plan.source, started_at=_now())
+            report.planned = plan.op_counts()
+            report.rows_read = plan.rows_read()
+            report.implied_deletions = plan.implied_deletions()
+            report.state = {"generationBefore": generation, "fromPlan": saved.get("planId")}
+            report.messages.append(f"applied saved plan {saved.get('planId')}")
+            return _apply_and_finish(plan, report, ctx, started, workdir)
+        finally:
+            plan.close()
+
+
+__all__ = [
+    "Dispatcher",
+    "Outcome",
+    "SyncContext",
+    "apply_chunk",
+    "apply_saved_plan",
+    "finish_run",
+    "resume_run",
+    "sync_source",
+    "sync_upload",
+    "write_plan_artefact",
+]

@@ -1,0 +1,57 @@
+"""What every trigger adapter does the same way: decode the event, set up logs and the invocation, shape the answer."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from ..config import ENV_LOG_LEVEL
+from ..errors import InvalidInputError
+from ..logs import configure_logging, request_id_var
+from ..runtime import FC, Invocation, from_context
+
+
+def decode_event(event: Any) -> Any:
+    """FC hands Python 3 ``bytes``; Lambda a ``dict`` or ``list``; a local caller maybe a ``str``."""
+    if isinstance(event, (bytes, bytearray, memoryview, str)):
+        raw = bytes(event) if not isinstance(event, str) else event.encode()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw.decode("utf-8", "replace")  # a STREAM-format message body may be plain text
+    return event
+
+
+@contextmanager
+def invocation_of(context: Any) -> Iterator[Invocation]:
+    """The invocation (deadline, request id) with JSON logging set up and the request id on every log line."""
+    started = time.monotonic()
+    configure_logging(os.environ.get(ENV_LOG_LEVEL, "INFO"))
+    invocation = from_context(context, started=started)
+    token = request_id_var.set(invocation.request_id)
+    try:
+        yield invocation
+    finally:
+        request_id_var.reset(token)
+
+
+def shape_answer(result: dict[str, Any], invocation: Invocation) -> Any:
+    """FC event functions answer bytes (we send JSON); Lambda serialises a dict itself."""
+    if invocation.platform == FC:
+        return orjson.dumps(result)
+    return result
+
+
+def continuation_of(payload: Any) -> dict[str, Any] | None:
+    """The ``{"cvcsync": {...}}`` events cvc-sync sends itself (resume a run, apply a chunk), else None."""
+    if isinstance(payload, dict) and isinstance(payload.get("cvcsync"), dict):
+        inner: dict[str, Any] = payload["cvcsync"]
+        if inner.get("action") not in ("resume", "chunk") or not isinstance(inner.get("runId"), str):
+            raise InvalidInputError("a cvcsync continuation event needs action resume|chunk and a runId")
+        return inner
+    return None

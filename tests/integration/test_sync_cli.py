@@ -1,0 +1,146 @@
+"""``cvcsync sync`` end to end: a real subprocess, the emulator over loopback, the state in a local directory."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+GROUP = ["88", "示例科技"]
+
+
+def export(path: Path, ids: range | list[int], *, depart: str = "研发部", extra: list[list[str]] | None = None) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["userId", "userName", "groupId", "groupName", "departName", "userMobile"])
+        for i in ids:
+            writer.writerow([f"e{i:04d}", f"员工{i}", *GROUP, depart, f"138{i:08d}"])
+        for row in extra or []:
+            writer.writerow(row)
+    return path
+
+
+def sync(emulator: Any, state: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "CVC_", "CVCSYNC_"))}
+    base.update(
+        ALIBABA_CLOUD_ACCESS_KEY_ID=emulator.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=emulator.access_key_secret,
+        CVC_ENDPOINT=emulator.url,
+        **(env or {}),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "cvcsync", "sync", "--state", str(state), "--json", *args],
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout, result.stderr
+    return result.returncode, orjson.loads(result.stdout), result.stderr
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def writes(emulator: Any) -> int:
+    calls = emulator.stats()["calls"]
+    return int(calls.get("CreateUser", 0) + calls.get("DeleteUser", 0))
+
+
+def test_first_sync_then_unchanged_reupload_makes_no_write_calls(emulator: Any, state: Path, tmp_path: Path) -> None:
+    first = export(tmp_path / "full.csv", range(250), extra=[["bad", "", *GROUP, "", ""]])
+    code, report, _ = sync(emulator, state, str(first))
+    assert code == 3  # one row rejected
+    assert report["outcomes"]["created"] == 250 and report["outcomes"]["rejected"] == 1
+    assert report["received"] == 251 and report["status"] == "applied"
+    assert report["problems"][0]["line"] == 252 and "userName" in report["problems"][0]["message"]
+    assert len(emulator.users()) == 250
+    before = writes(emulator)
+    code, again, _ = sync(emulator, state, str(first))
+    assert again["outcomes"]["unchanged"] == 250 and writes(emulator) == before
+    assert "CreateUser" not in again["calls"] and "DeleteUser" not in again["calls"]
+    assert (state / "reports").is_dir() and (state / "state" / "manifest.json").is_file()
+
+
+def test_changed_snapshot_updates_creates_and_deletes(emulator: Any, state: Path, tmp_path: Path) -> None:
+    sync(emulator, state, str(export(tmp_path / "a.csv", range(100))))
+    changed = export(tmp_path / "b.csv", list(range(5, 100)) + list(range(100, 110)))
+    with changed.open("a", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerow(["e0050", "员工50", *GROUP, "财务部", "13800000050"])  # a later row wins
+    _, report, _ = sync(emulator, state, str(changed))
+    outcomes = report["outcomes"]
+    assert (outcomes["created"], outcomes["updated"], outcomes["deleted"]) == (10, 1, 5)
+    assert outcomes["rejected"] == 1  # the superseded duplicate of e0050
+    assert report["impliedDeletions"] == 5 and report["received"] == 106 + 5
+    directory = {u["userId"]: u for u in emulator.users()}
+    assert "e0000" not in directory and directory["e0050"]["departName"] == "财务部" and len(directory) == 105
+
+
+def test_a_truncated_snapshot_is_refused_until_approved(emulator: Any, state: Path, tmp_path: Path) -> None:
+    sync(emulator, state, str(export(tmp_path / "a.csv", range(100))))
+    truncated = export(tmp_path / "t.csv", range(40))
+    code, report, _ = sync(emulator, state, str(truncated))
+    assert code == 4 and report["refused"] and report["status"] == "refused"
+    assert report["outcomes"]["skippedByGuard"] == 60 and report["outcomes"]["deleted"] == 0
+    assert {g["name"] for g in report["guards"] if not g["passed"]} == {"deletionThreshold", "completeness"}
+    assert any("REFUSED" in m for m in report["messages"])
+    assert len(emulator.users()) == 100
+    code, approved, _ = sync(emulator, state, str(truncated), "--approve")
+    assert code == 0 and approved["outcomes"]["deleted"] == 60 and len(emulator.users()) == 40
+
+
+def test_dry_run_plan_then_apply_exactly_that_plan(emulator: Any, state: Path, tmp_path: Path) -> None:
+    sync(emulator, state, str(export(tmp_path / "a.csv", range(20))))
+    plan_file = tmp_path / "plan.json"
+    _code, report, _ = sync(
+        emulator, state, str(export(tmp_path / "b.csv", range(2, 25), depart="新部门")), "--plan-out", str(plan_file)
+    )
+    assert report["status"] == "dry-run" and report["planned"]["update"] == 18 and report["planned"]["delete"] == 2
+    saved = orjson.loads(plan_file.read_bytes())
+    update = next(op for op in saved["operations"] if op["op"] == "update")
+    assert update["old"]["departName"] == "研发部" and update["new"]["departName"] == "新部门"
+    assert update["changed"] == ["departName"]
+    assert writes(emulator) == 1  # only the first sync's one CreateUser
+    _, applied, _ = sync(emulator, state, "--apply-plan", str(plan_file))
+    assert applied["outcomes"]["updated"] == 18 and applied["outcomes"]["created"] == 5
+    assert applied["outcomes"]["deleted"] == 2 and len(emulator.users()) == 23
+    result = subprocess.run(
+        [sys.executable, "-m", "cvcsync", "sync", "--state", str(state), "--apply-plan", str(plan_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **os.environ,
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
+            "CVC_ENDPOINT": emulator.url,
+        },
+    )
+    assert result.returncode != 0 and "state is now at generation" in result.stderr
+
+
+def test_delta_file_with_operation_column(emulator: Any, state: Path, tmp_path: Path) -> None:
+    sync(emulator, state, str(export(tmp_path / "a.csv", range(10))))
+    delta = tmp_path / "delta.ndjson"
+    delta.write_text(
+        "\n".join(
+            [
+                '{"op":"delete","userId":"e0001"}',
+                '{"op":"upsert","userId":"n1","userName":"新人","groupId":"88","groupName":"示例科技"}',
+            ]
+        ),
+        encoding="utf-8",
+    )
+    code, report, _ = sync(emulator, state, str(delta), "--mode", "delta")
+    assert code == 0 and report["outcomes"]["deleted"] == 1 and report["outcomes"]["created"] == 1
+    assert report["impliedDeletions"] == 0 and len(emulator.users()) == 10

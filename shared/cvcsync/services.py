@@ -13,7 +13,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from .config import CvcSettings, SyncSettings
+from .config import (
+    ENV_AWS_DEFAULT_REGION,
+    ENV_AWS_REGION,
+    ENV_S3_REGION,
+    ENV_SQS_ENDPOINT,
+    CvcSettings,
+    SyncSettings,
+)
 from .credentials import default_credentials, from_fc_context
 from .cvc import CvcClient
 from .deadletters import deadletter_sink_from_env
@@ -60,12 +67,16 @@ def object_store(invocation: Invocation, env: Mapping[str, str]) -> S3ObjectStor
 
 
 def sqs_client(env: Mapping[str, str]) -> Any:
+    """SQS for dead letters and fan-out (Lambda's role credentials; ``CVCSYNC_SQS_ENDPOINT`` for local use)."""
+    endpoint = env.get(ENV_SQS_ENDPOINT, "").strip() or None
+    region = env.get(ENV_AWS_REGION) or env.get(ENV_AWS_DEFAULT_REGION) or env.get(ENV_S3_REGION) or None
+
     def build() -> Any:
         import boto3
 
-        return boto3.client("sqs")
+        return boto3.client("sqs", endpoint_url=endpoint, region_name=region)
 
-    return _cached(("sqs",), build)
+    return _cached(("sqs", endpoint, region), build)
 
 
 def dispatcher(

@@ -355,8 +355,9 @@ def _load_run(ctx: SyncContext, run_id: str, workdir: Path) -> tuple[SyncPlan, R
     return SyncPlan(path), RunReport.from_dict(orjson.loads(raw))
 
 
-def _continuation(action: str, run_id: str, **extra: Any) -> dict[str, Any]:
-    return {"cvcsync": {"action": action, "runId": run_id, **extra}}
+def _continuation(ctx: SyncContext, action: str, run_id: str, **extra: Any) -> dict[str, Any]:
+    """The event a new invocation gets to go on with a run: small, the work itself is in the object store."""
+    return {"cvcsync": {"action": action, "runId": run_id, "bucket": ctx.output_bucket, **extra}}
 
 
 def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:
@@ -367,7 +368,7 @@ def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Pa
         raise CvcSyncError(
             "the deadline came before the run finished and no way to continue is configured", code="NoContinuation"
         )
-    ctx.dispatcher.dispatch([_continuation("resume", report.run_id)])
+    ctx.dispatcher.dispatch([_continuation(ctx, "resume", report.run_id)])
     log.warning(
         "sync checkpointed; continuing in a new invocation",
         extra={"runId": report.run_id, "pending": plan.pending_count()},
@@ -394,7 +395,7 @@ def _fan_out(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path)
     report.state["chunks"] = chunks
     report.outcomes = plan.outcome_counts()
     _save_run(plan, report, ctx, workdir)
-    ctx.dispatcher.dispatch([_continuation("chunk", report.run_id, chunk=n, chunks=chunks) for n in range(chunks)])
+    ctx.dispatcher.dispatch([_continuation(ctx, "chunk", report.run_id, chunk=n, chunks=chunks) for n in range(chunks)])
     log.info("sync fanned out", extra={"runId": report.run_id, "chunks": chunks, "pending": plan.pending_count()})
     return report
 
@@ -422,7 +423,7 @@ def apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext) -> RunRe
             )
             if result.status == CHECKPOINTED:
                 assert ctx.dispatcher is not None
-                ctx.dispatcher.dispatch([_continuation("chunk", run_id, chunk=chunk, chunks=chunks)])
+                ctx.dispatcher.dispatch([_continuation(ctx, "chunk", run_id, chunk=chunk, chunks=chunks)])
                 return None
             ctx.store.put_bytes(ctx.output_bucket, _run_key(ctx, run_id, f"chunks/{chunk:05d}.done"), b"")
         finally:

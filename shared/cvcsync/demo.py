@@ -1,65 +1,117 @@
-"""``make demo``: start a local CVC emulator and drive it with the ``cvcsync`` command, narrating each step.
+"""``make demo``: the main job end to end on this machine, narrated.
 
-Everything runs on loopback with the documented demo key; nothing outside this machine is touched. The emulator
-runs in this process; each ``cvcsync`` step is a real subprocess, exactly the command a user would type.
+It starts the CVC emulator and a moto server (local S3 and SQS) on free loopback ports, uploads a realistic HR
+export (3,000 people, Chinese headers and names, department paths, +86 mobiles) into a bucket, and invokes the
+object-upload function with the Function Compute OSS event for it, exactly as FC would. Then a changed export
+(hires, leavers, moves, a few broken rows) shows the incremental sync, and a truncated one shows the deletion
+guard refusing it. It stops everything it started. Nothing leaves this machine.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 DEMO_KEY_ID = "demo-key"
 DEMO_KEY_SECRET = "demo-secret-not-for-production"  # noqa: S105 - a documented key valid only in the emulator
-EVENTS = Path(__file__).resolve().parents[2] / "events" / "users"
+ROOT = Path(__file__).resolve().parents[2]
+EXPORTS = ROOT / "events" / "demo"
+OSS_EVENT = ROOT / "events" / "fc" / "oss-putobject.json"
+BUCKET = "cvc-user-uploads"
+KEY = "uploads/full/hr-export.csv"
 
 
-def _step(title: str) -> None:
-    print(f"\n== {title}", flush=True)
+def say(text: str = "") -> None:
+    print(text, flush=True)
 
 
-def _cvcsync(env: dict[str, str], *args: str) -> int:
-    shown = " ".join(a if " " not in a else repr(a) for a in args)
-    print(f"$ cvcsync {shown}", flush=True)
-    result = subprocess.run([sys.executable, "-m", "cvcsync", *args], env=env, check=False)  # noqa: S603
-    if result.returncode not in (0, 3):
-        print(f"(exit code {result.returncode})", flush=True)
-    return result.returncode
+def oss_event(key: str, size: int) -> bytes:
+    """The FC OSS trigger's event for ``key``: the reference sample with this object's name and size."""
+    event: dict[str, Any] = copy.deepcopy(orjson.loads(OSS_EVENT.read_bytes()))
+    event["events"][0]["oss"]["bucket"]["name"] = BUCKET
+    event["events"][0]["oss"]["object"].update(key=key, size=size)
+    return orjson.dumps(event)
+
+
+def show(report: dict[str, Any]) -> None:
+    from .cli import _summary_table
+
+    _summary_table(report, sys.stdout)
 
 
 def main() -> int:
-    from .emulator import EmulatorApp, EmulatorServer
-    from .emulator.keys import AccessKey
+    from . import services
+    from .emulator.moto import start_moto
+    from .emulator.process import start_emulator
+    from .runtime import local_fc_context
+    from .triggers.upload import handle
 
-    app = EmulatorApp([AccessKey(DEMO_KEY_ID, DEMO_KEY_SECRET)], capacity=50)
-    with EmulatorServer(app) as server:
+    say("Starting a local CVC emulator and a moto server (S3 + SQS) on free loopback ports…")
+    emulator = start_emulator("--capacity", "5000", keys=[f"{DEMO_KEY_ID}:{DEMO_KEY_SECRET}"])
+    moto = start_moto()
+    try:
+        s3 = moto.s3_client()
+        s3.create_bucket(Bucket=BUCKET)
+        dead_letters = moto.sqs_client().create_queue(QueueName="cvc-sync-dead-letters")["QueueUrl"]
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "CVC_"))},
+            **os.environ,
             "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_KEY_ID,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_KEY_SECRET,
-            "CVC_ENDPOINT": server.url,
+            "CVC_ENDPOINT": emulator.url,
+            "CVCSYNC_S3_ENDPOINT": moto.url,
+            "CVCSYNC_S3_REGION": "us-east-1",
+            "CVCSYNC_S3_ADDRESSING_STYLE": "path",
+            "CVCSYNC_SQS_ENDPOINT": moto.url,
+            "CVCSYNC_DEADLETTER_SINK": "queue",
+            "CVCSYNC_DEADLETTER_QUEUE_URL": dead_letters,
+            "CVCSYNC_GROUP_ID": "88",
+            "CVCSYNC_GROUP_NAME": "示例科技有限公司",
+            "CVCSYNC_LOG_LEVEL": "ERROR",
         }
-        print(f"A local CVC emulator is listening on {server.url} (demo key {DEMO_KEY_ID}; licensed for 50 users).")
-        _step("1. The licence: GetAccountInfo")
-        _cvcsync(env, "account")
-        _step("2. Check an HR export without calling CVC (a dry run)")
-        _cvcsync(env, "create", "--dry-run", str(EVENTS / "demo-users.csv"))
-        _step("3. Upsert it: one batched, signed CreateUser call")
-        _cvcsync(env, "create", str(EVENTS / "demo-users.csv"))
-        _step("4. A messier file: bad rows are named (line, field, why) and the good ones still land")
-        _cvcsync(env, "create", str(EVENTS / "demo-users-with-errors.ndjson"))
-        _step("5. One user, as CVC answers it (GetUser, PascalCase turned back into the document's fields)")
-        _cvcsync(env, "get", "u-1001")
-        _step("6. Deleting: first see what would go, then do it")
-        _cvcsync(env, "delete", "--dry-run", "u-1005", "u-1006")
-        _cvcsync(env, "delete", "u-1005", "u-1006")
-        _step("7. The whole directory now (ListUsers, every page)")
-        _cvcsync(env, "list")
-        _step("8. A wrong secret is refused by the gateway, and the secret is not printed")
-        _cvcsync({**env, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "not-the-secret"}, "account")
-    print("\nThe emulator has stopped. Next: `make test`, and docs/architecture.md for how it fits together.")
+        say(f"  CVC emulator: {emulator.url}    moto: {moto.url}    bucket: {BUCKET}")
+        say("  The exports carry no enterprise columns; CVCSYNC_GROUP_ID/NAME supply them. Headers are Chinese")
+        say("  (工号, 姓名, 部门, 手机, 邮箱, 座机): the built-in column presets map them to CVC's fields.")
+        steps = [
+            ("Day 1: the first full export lands (3,000 people)", "hr-export-day1.csv"),
+            (
+                "Day 2: 25 hires, 30 leavers, a few dozen moves, 4 broken rows: only the difference is sent",
+                "hr-export-day2.csv",
+            ),
+            (
+                "Day 3: someone uploads a truncated export (1,200 rows): the guard refuses to delete 1,800 people",
+                "hr-export-truncated.csv",
+            ),
+        ]
+        for title, name in steps:
+            body = (EXPORTS / name).read_bytes()
+            say(f"\n== {title}")
+            say(f"$ upload {name} to oss://{BUCKET}/{KEY}; Function Compute invokes object_upload with its OSS event")
+            s3.put_object(Bucket=BUCKET, Key=KEY, Body=body)
+            context = local_fc_context(
+                "object-upload",
+                timeout=300,
+                credentials={"access_key_id": "testing", "access_key_secret": "testing", "security_token": "testing"},
+            )
+            answer = orjson.loads(handle(oss_event(KEY, len(body)), context, env=env))
+            run = answer["runs"][0]
+            report_key = f"cvc-sync/reports/{KEY}/{run['runId']}.json"
+            report = orjson.loads(s3.get_object(Bucket=BUCKET, Key=report_key)["Body"].read())
+            show(report)
+            say(f"  report: s3://{BUCKET}/{report_key}    CVC now holds {len(emulator.users())} users")
+        say("\n== What else is in the bucket (all under cvc-sync/, which the trigger ignores)")
+        listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="cvc-sync/").get("Contents", [])
+        for item in listing:
+            say(f"  {item['Key']}  ({item['Size']} bytes)")
+        services.clear_cache()
+    finally:
+        moto.stop()
+        emulator.stop()
+    say("\nStopped the emulator and moto. Next: `make test`; docs/architecture.md explains how it fits together.")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import orjson
 
+from .columns import ColumnMap
 from .config import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, SyncSettings
 from .cvc import CvcClient
 from .deadletters import ObjectDeadLetterSink
@@ -70,6 +71,7 @@ def local_context(
         invocation=from_context(None),
         on_progress=on_progress,
         on_apply_start=on_apply_start,
+        column_map=ColumnMap.from_env(env),
     )
     ctx.dispatcher = _Inline(ctx)
     return ctx

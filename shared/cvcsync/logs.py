@@ -84,17 +84,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str | int = "INFO", stream: Any = None) -> None:
-    """Install the JSON formatter on the root logger (idempotent: FC and Lambda keep warm processes)."""
+    """Install the JSON formatter on the root logger; idempotent (FC and Lambda keep warm processes), but the
+    level is set every time, so each invocation runs at the level its configuration asks for."""
     root = logging.getLogger()
     root.setLevel(level if isinstance(level, int) else level.upper())
-    for handler in root.handlers:
-        if isinstance(handler.formatter, JsonFormatter):
-            return
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    if any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
+        return
     if root.handlers:
         # Lambda and FC pre-install a handler that carries their own request id; reuse it, re-format it.
         for existing in root.handlers:
             existing.setFormatter(JsonFormatter())
         return
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
     root.addHandler(handler)

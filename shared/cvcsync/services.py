@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from .columns import ColumnMap
 from .config import (
     ENV_AWS_DEFAULT_REGION,
     ENV_AWS_REGION,
@@ -119,4 +120,5 @@ def build_context(
         invocation=invocation,
         dispatcher=dispatcher(settings, invocation, env, inline),
         calls_baseline=Counter(client.calls),
+        column_map=ColumnMap.from_env(env),
     )

@@ -24,13 +24,14 @@ from typing import IO, Any, Protocol
 
 import orjson
 
+from .columns import ColumnMap
 from .config import SyncSettings
 from .cvc import CvcClient
 from .deadletters import DeadLetter, DeadLetterSink
 from .engine import guards as gates
 from .engine.apply import CHECKPOINTED, Applier, ApplySettings
 from .engine.outcomes import Outcome, RunReport, check_accounting
-from .engine.plan import CREATE, DELETE, UPDATE, IdentityMapper, PlanInput, RowMapper, SyncPlan, build_plan
+from .engine.plan import CREATE, DELETE, UPDATE, PlanInput, SyncPlan, build_plan
 from .engine.state import ShadowState, StateConflict, StateStore
 from .errors import CvcError, CvcSyncError
 from .events.types import ObjectUploaded
@@ -61,11 +62,11 @@ class SyncContext:
     sink: DeadLetterSink | None
     invocation: Invocation
     dispatcher: Dispatcher | None = None
-    mapper_for: Callable[[], RowMapper] = IdentityMapper
     on_progress: Callable[[int], None] | None = None
     on_apply_start: Callable[[int], None] | None = None
     state_store: StateStore | None = None
-    calls_baseline: Counter[str] = field(default_factory=Counter)  # the client outlives runs: count only ours
+    calls_baseline: Counter[str] = field(default_factory=Counter)
+    column_map: ColumnMap = field(default_factory=ColumnMap.from_env)  # the client outlives runs: count only ours
 
     @property
     def state(self) -> StateStore:
@@ -125,6 +126,10 @@ def _evaluate_guards(plan: SyncPlan, state: ShadowState, ctx: SyncContext, appro
     report.rows_read = plan.rows_read()
     report.implied_deletions = plan.implied_deletions()
     report.state = {"generationBefore": state.generation, "usersBefore": facts.state_users}
+    notices = plan.notices
+    report.messages.extend(notices["first"])
+    if notices["count"] > len(notices["first"]):
+        report.messages.append(f"… and {notices['count'] - len(notices['first'])} more notices")
     return report
 
 
@@ -141,10 +146,12 @@ def _apply_guards(plan: SyncPlan, report: RunReport, upserts_when_refused: bool)
             message = f"REFUSED by the {guard.name} gate: {guard.detail}"
             report.messages.append(message)
             log.error("sync refused by a safety gate", extra={"guard": guard.name, "detail": guard.detail})
+    held = upserts_when_refused and gates.CAPACITY not in refused
     report.messages.append(
-        "no deletion was sent"
-        + ("; upserts were applied" if upserts_when_refused and gates.CAPACITY not in refused else "; nothing was sent")
-        + ". To approve, put an approval marker object or set CVCSYNC_GUARD_OVERRIDE=true and upload again."
+        "no deletion was sent; "
+        + ("creates and updates were applied (CVCSYNC_UPSERTS_WHEN_REFUSED)" if held else "nor any create or update")
+        + ". If the change is intended, approve it (an approval marker object, --approve, or "
+        "CVCSYNC_GUARD_OVERRIDE=true) and upload again."
     )
 
 
@@ -214,6 +221,12 @@ def _commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
         state.delete(list(deletes))
 
     accepted = plan.mode == "full" and not report.refused
+    written = plan.db.execute(
+        "SELECT COUNT(*) FROM rows WHERE outcome IN ('created', 'updated', 'deleted')"
+    ).fetchone()[0]
+    if not written and not accepted:
+        report.state["generationAfter"] = report.state.get("generationBefore")  # nothing to remember
+        return
     generation = ctx.state.commit(changes, run_id=report.run_id, snapshot_rows=plan.valid_users() if accepted else None)
     report.state["generationAfter"] = generation
 
@@ -275,7 +288,7 @@ def sync_source(
         state = ctx.state.checkout(workdir)
         try:
             rows = read_records(stream, name=name, encoding=ctx.settings.encoding)
-            plan = build_plan(PlanInput(rows, mode, ctx.settings.defaults, ctx.mapper_for(), source), state, workdir)
+            plan = build_plan(PlanInput(rows, mode, ctx.settings.defaults, ctx.column_map, source), state, workdir)
             report = _evaluate_guards(plan, state, ctx, approved)
         finally:
             state.close()

@@ -37,7 +37,7 @@ def test_the_percentage_rule_ignores_tiny_changes() -> None:
 
 def test_a_truncated_snapshot_is_refused() -> None:
     result = by_name(evaluate(facts(valid_users=700), GuardSettings(max_snapshot_drop_percent=20)), COMPLETENESS)
-    assert not result.passed and "+30.0% drop" in result.detail
+    assert not result.passed and "30.0% fewer" in result.detail
 
 
 def test_an_empty_snapshot_is_refused() -> None:

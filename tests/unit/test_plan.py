@@ -123,7 +123,7 @@ def test_duplicates_last_row_wins_and_earlier_ones_are_rejected(state: ShadowSta
 def test_unknown_operation_is_rejected(state: ShadowState, tmp_path: Path) -> None:
     plan = plan_of(state, tmp_path, rows({**user("a"), "op": "explode"}), mode=DELTA)
     [problem] = list(plan.problems())
-    assert problem.code == "InvalidOperation" and "explode" in problem.message
+    assert problem.code == "InvalidRecord" and "op: 'explode' is not an operation" in problem.message
 
 
 def test_group_defaults_fill_rows_without_enterprise(state: ShadowState, tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def completeness(facts: GuardFacts, settings: GuardSettings) -> GuardResult:
     drop = 100.0 * (last - facts.valid_users) / last
     detail = (
         f"{facts.valid_users} valid users now, {last} in the last accepted snapshot "
-        f"({drop:+.1f}% drop; limit {settings.max_snapshot_drop_percent:g}%)"
+        f"({drop:.1f}% fewer; limit {settings.max_snapshot_drop_percent:g}%)"
     )
     return GuardResult(COMPLETENESS, drop <= settings.max_snapshot_drop_percent, detail, overridden=settings.override)
 

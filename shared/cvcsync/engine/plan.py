@@ -21,10 +21,11 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from ..columns import ColumnMap
 from ..errors import InvalidInputError
 from ..readers import SourceRow
 from ..records import RecordError, content_hash, parse_user
@@ -59,36 +60,12 @@ WRITE_OPS = (DELETE, CREATE, UPDATE)
 _SETTLED = {UNCHANGED: Outcome.UNCHANGED.value, REJECT: Outcome.REJECTED.value, DUPLICATE: Outcome.REJECTED.value}
 
 
-@dataclass(frozen=True)
-class MappedRow:
-    """A row in the document's field names, with its operation when the file says one (delta mode)."""
-
-    fields: Mapping[str, Any]
-    op: str | None = None
-    notices: tuple[str, ...] = ()
-
-
-class RowMapper(Protocol):
-    def map(self, data: Mapping[str, Any]) -> MappedRow: ...
-
-
-class IdentityMapper:
-    """Rows already in the document's field names; an ``op`` field, if any, is the operation."""
-
-    def map(self, data: Mapping[str, Any]) -> MappedRow:
-        op = data.get("op")
-        if op is None:
-            return MappedRow(data)
-        fields = {k: v for k, v in data.items() if k != "op"}
-        return MappedRow(fields, str(op).strip().lower())
-
-
 @dataclass
 class PlanInput:
     rows: Iterable[SourceRow]
     mode: str
     defaults: Mapping[str, str] = field(default_factory=dict)
-    mapper: RowMapper = field(default_factory=IdentityMapper)
+    mapper: ColumnMap = field(default_factory=ColumnMap)
     source: dict[str, Any] = field(default_factory=dict)
 
 
@@ -160,6 +137,12 @@ class SyncPlan:
     @property
     def state_generation(self) -> int:
         return int(self.meta("state_generation") or 0)
+
+    @property
+    def notices(self) -> dict[str, Any]:
+        """How many notices the mapping raised, and the first few (unmapped columns, formula-like cells...)."""
+        raw = self.meta("notices")
+        return dict(orjson.loads(raw)) if raw else {"count": 0, "first": []}
 
     @property
     def source(self) -> dict[str, Any]:
@@ -295,7 +278,25 @@ def _problem(code: str, message: str) -> str:
     return orjson.dumps({"code": code, "message": message}).decode()
 
 
-def _classify_rows(item: PlanInput) -> Iterator[tuple[Any, ...]]:
+MAX_NOTICES = 20
+
+
+class _Notices:
+    """What the mapper noticed (unmapped columns, formula-like cells, several departments): kept, few, counted."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, None] = {}
+        self.count = 0
+        self.headers: set[tuple[str, ...]] = set()
+
+    def add(self, notices: Iterable[str], position: str | None = None) -> None:
+        for notice in notices:
+            self.count += 1
+            if len(self.seen) < MAX_NOTICES:
+                self.seen[f"{position}: {notice}" if position else notice] = None
+
+
+def _classify_rows(item: PlanInput, notices: _Notices) -> Iterator[tuple[Any, ...]]:
     """Rows as (line, user_id, kind, op, hash, record, problem, outcome) tuples for the workspace."""
     defaults = item.defaults
     mapper = item.mapper
@@ -312,9 +313,25 @@ def _classify_rows(item: PlanInput) -> Iterator[tuple[Any, ...]]:
                 Outcome.REJECTED.value,
             )
             continue
+        keys = tuple(row.data)
+        if keys not in notices.headers:
+            notices.headers.add(keys)
+            notices.add(mapper.for_header(keys).notices)
         try:
-            mapped = mapper.map(row.data)
-        except InvalidInputError as exc:  # about this row only (an unknown operation, say): say so and go on
+            mapped = mapper.apply(row.data, position=row.position)
+        except RecordError as exc:  # an unknown operation value, say: about this row only
+            yield (
+                row.line,
+                exc.user_id,
+                "reject",
+                REJECT,
+                None,
+                None,
+                orjson.dumps(exc.to_dict()).decode(),
+                Outcome.REJECTED.value,
+            )
+            continue
+        except InvalidInputError as exc:
             yield (
                 row.line,
                 None,
@@ -326,6 +343,8 @@ def _classify_rows(item: PlanInput) -> Iterator[tuple[Any, ...]]:
                 Outcome.REJECTED.value,
             )
             continue
+        if mapped.notices:
+            notices.add(mapped.notices, row.position)
         op = mapped.op or "upsert"
         if op == "delete":
             user_id = str(mapped.fields.get("userId") or "").strip()
@@ -342,18 +361,6 @@ def _classify_rows(item: PlanInput) -> Iterator[tuple[Any, ...]]:
                 )
                 continue
             yield (row.line, user_id, "delete", None, None, None, None, None)
-            continue
-        if op != "upsert":
-            yield (
-                row.line,
-                None,
-                "reject",
-                REJECT,
-                None,
-                None,
-                _problem("InvalidOperation", f"{row.position}: operation {op!r} is neither upsert nor delete"),
-                Outcome.REJECTED.value,
-            )
             continue
         try:
             user = parse_user(mapped.fields, position=row.position, defaults=defaults)
@@ -390,7 +397,8 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     insert = "INSERT INTO rows (line, user_id, kind, op, hash, record, problem, outcome) VALUES (?,?,?,?,?,?,?,?)"
     db.execute("BEGIN")
     batch: list[tuple[Any, ...]] = []
-    for entry in _classify_rows(item):
+    notices = _Notices()
+    for entry in _classify_rows(item, notices):
         batch.append(entry)
         if len(batch) >= INSERT_BATCH:
             db.executemany(insert, batch)
@@ -398,6 +406,7 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     if batch:
         db.executemany(insert, batch)
     db.execute("COMMIT")
+    plan.set_meta("notices", orjson.dumps({"count": notices.count, "first": list(notices.seen)}).decode())
 
     db.execute("CREATE INDEX rows_user ON rows (user_id)")
     db.execute("ATTACH DATABASE ? AS state", (str(state.path),))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,10 +27,10 @@ def decode_event(event: Any) -> Any:
 
 
 @contextmanager
-def invocation_of(context: Any) -> Iterator[Invocation]:
+def invocation_of(context: Any, env: Mapping[str, str]) -> Iterator[Invocation]:
     """The invocation (deadline, request id) with JSON logging set up and the request id on every log line."""
     started = time.monotonic()
-    configure_logging(os.environ.get(ENV_LOG_LEVEL, "INFO"))
+    configure_logging(env.get(ENV_LOG_LEVEL, "").strip() or "INFO")
     invocation = from_context(context, started=started)
     token = request_id_var.set(invocation.request_id)
     try:

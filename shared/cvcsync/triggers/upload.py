@@ -35,7 +35,7 @@ def _continue(step: dict[str, Any], invocation: Invocation, env: Mapping[str, st
 
 def handle(event: Any, context: Any, *, env: Mapping[str, str] | None = None) -> Any:
     env = os.environ if env is None else env
-    with invocation_of(context) as invocation:
+    with invocation_of(context, env) as invocation:
         payload = decode_event(event)
         step = continuation_of(payload)
         if step is not None:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cvcsync.records import FIELDS, RecordError, User, parse_user, user_from_cvc
+from cvcsync.records import FIELDS, RecordError, User, fast_user_json, parse_user, user_from_cvc
 
 VALID = {
     "userId": "123",
@@ -115,3 +115,37 @@ def test_parse_user_either_returns_a_valid_user_or_names_fields(raw: dict[str, o
     else:
         assert isinstance(user, User)
         assert all(user.to_cvc()[f] for f in ("userId", "userName", "groupId", "groupName"))
+
+
+field_values = st.one_of(
+    st.none(),
+    st.integers(),
+    st.text(max_size=8),
+    st.sampled_from(["  a ", "a@b.co", "13800000001", "+86-138", "https://x.y/a.png", "bad mail", "x" * 70, "\x00"]),
+)
+
+
+@given(st.dictionaries(st.sampled_from([*FIELDS, "extra"]), field_values), st.sampled_from([{}, {"groupId": "88"}]))
+def test_the_fast_path_agrees_with_parse_user(raw: dict[str, object], defaults: dict[str, str]) -> None:
+    fast = fast_user_json(raw, defaults)
+    try:
+        user = parse_user(raw, defaults=defaults)
+    except RecordError:
+        assert fast is None
+        return
+    if fast is not None:  # None is allowed: the slow path then explains (or notes unknown keys)
+        assert fast == (user.user_id, user.to_json())
+
+
+def test_the_fast_path_takes_ordinary_records_and_leaves_oddities_to_parse_user() -> None:
+    assert fast_user_json(VALID) == ("123", parse_user(VALID).to_json())
+    assert fast_user_json({"userId": " 1 ", "userName": "a"}, GROUP_DEFAULTS) == (
+        "1",
+        parse_user({"userId": "1", "userName": "a"}, defaults=GROUP_DEFAULTS).to_json(),
+    )
+    assert fast_user_json({**VALID, "nickname": "x"}) is None  # unknown key: parse_user notes it
+    assert fast_user_json({**VALID, "userEmail": "bad"}) is None  # parse_user says why
+    assert fast_user_json({**VALID, "userId": 123}) is None
+
+
+GROUP_DEFAULTS = {"groupId": "88", "groupName": "阿里巴巴"}

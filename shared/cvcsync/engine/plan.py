@@ -28,13 +28,17 @@ import orjson
 from ..columns import ColumnMap
 from ..errors import InvalidInputError
 from ..readers import SourceRow
-from ..records import RecordError, content_hash, parse_user
+from ..records import RecordError, content_hash, fast_user_json, parse_user
 from .outcomes import Outcome, Problem
 from .state import ShadowState
 
 FULL, DELTA = "full", "delta"
 MODES = (FULL, DELTA)
 INSERT_BATCH = 5000
+# The workspace is scratch: a crash loses nothing a re-plan would not rebuild, so no journal and no fsync.
+WORKSPACE_PRAGMAS = (
+    "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+)
 
 SCHEMA = """
 CREATE TABLE rows (
@@ -296,22 +300,17 @@ class _Notices:
                 self.seen[f"{position}: {notice}" if position else notice] = None
 
 
+def _reject(line: int, user_id: str | None, problem: str) -> tuple[Any, ...]:
+    return (line, user_id, "reject", REJECT, None, None, problem, Outcome.REJECTED.value)
+
+
 def _classify_rows(item: PlanInput, notices: _Notices) -> Iterator[tuple[Any, ...]]:
     """Rows as (line, user_id, kind, op, hash, record, problem, outcome) tuples for the workspace."""
     defaults = item.defaults
     mapper = item.mapper
     for row in item.rows:
         if row.error:
-            yield (
-                row.line,
-                None,
-                "reject",
-                REJECT,
-                None,
-                None,
-                _problem("UnreadableRecord", f"{row.position}: {row.error}"),
-                Outcome.REJECTED.value,
-            )
+            yield _reject(row.line, None, _problem("UnreadableRecord", f"{row.position}: {row.error}"))
             continue
         keys = tuple(row.data)
         if keys not in notices.headers:
@@ -320,64 +319,33 @@ def _classify_rows(item: PlanInput, notices: _Notices) -> Iterator[tuple[Any, ..
         try:
             mapped = mapper.apply(row.data, position=row.position)
         except RecordError as exc:  # an unknown operation value, say: about this row only
-            yield (
-                row.line,
-                exc.user_id,
-                "reject",
-                REJECT,
-                None,
-                None,
-                orjson.dumps(exc.to_dict()).decode(),
-                Outcome.REJECTED.value,
-            )
+            yield _reject(row.line, exc.user_id, orjson.dumps(exc.to_dict()).decode())
             continue
         except InvalidInputError as exc:
-            yield (
-                row.line,
-                None,
-                "reject",
-                REJECT,
-                None,
-                None,
-                _problem(exc.code, f"{row.position}: {exc.message}"),
-                Outcome.REJECTED.value,
-            )
+            yield _reject(row.line, None, _problem(exc.code, f"{row.position}: {exc.message}"))
             continue
         if mapped.notices:
             notices.add(mapped.notices, row.position)
-        op = mapped.op or "upsert"
-        if op == "delete":
+        if mapped.op == "delete":
             user_id = str(mapped.fields.get("userId") or "").strip()
-            if not user_id:
-                yield (
-                    row.line,
-                    None,
-                    "reject",
-                    REJECT,
-                    None,
-                    None,
-                    _problem("InvalidRecord", f"{row.position}: userId: is required to delete"),
-                    Outcome.REJECTED.value,
+            if user_id:
+                yield (row.line, user_id, "delete", None, None, None, None, None)
+            else:
+                yield _reject(
+                    row.line, None, _problem("InvalidRecord", f"{row.position}: userId: is required to delete")
                 )
+            continue
+        fast = fast_user_json(mapped.fields, defaults)
+        if fast is not None:
+            user_id, payload = fast
+        else:
+            try:
+                user = parse_user(mapped.fields, position=row.position, defaults=defaults)
+            except RecordError as exc:
+                yield _reject(row.line, exc.user_id, orjson.dumps(exc.to_dict()).decode())
                 continue
-            yield (row.line, user_id, "delete", None, None, None, None, None)
-            continue
-        try:
-            user = parse_user(mapped.fields, position=row.position, defaults=defaults)
-        except RecordError as exc:
-            yield (
-                row.line,
-                exc.user_id,
-                "reject",
-                REJECT,
-                None,
-                None,
-                orjson.dumps(exc.to_dict()).decode(),
-                Outcome.REJECTED.value,
-            )
-            continue
-        payload = user.to_json()
-        yield (row.line, user.user_id, "upsert", None, content_hash(payload), payload.decode(), None, None)
+            user_id, payload = user.user_id, user.to_json()
+        yield (row.line, user_id, "upsert", None, content_hash(payload), payload.decode(), None, None)
 
 
 def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
@@ -388,7 +356,7 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     path = workdir / f"plan-{plan_id}.sqlite"
     plan = SyncPlan(path)
     db = plan.db
-    db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
+    db.executescript(WORKSPACE_PRAGMAS + SCHEMA)
     plan.set_meta("plan_id", plan_id)
     plan.set_meta("mode", item.mode)
     plan.set_meta("state_generation", str(state.generation))

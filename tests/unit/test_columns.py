@@ -1,0 +1,477 @@
+"""Column mapping: one named test per rule, and the sample exports in events/exports read end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvcsync import columns
+from cvcsync.columns import (
+    OP_DELETE,
+    OP_UPSERT,
+    ColumnMap,
+    HeaderMapping,
+    department_leaf,
+    is_formula_like,
+    load_presets,
+    normalise_mobile,
+    spreadsheet_safe,
+)
+from cvcsync.config import ENV_COLUMN_MAP, ENV_COLUMN_PRESET
+from cvcsync.errors import ConfigurationError
+from cvcsync.readers import read_records
+from cvcsync.records import RecordError, User, parse_user
+from support.exports import export_names, export_path
+
+GROUP = {"groupId": "88", "groupName": "示例科技"}
+
+# The columns hr-export-headers.md lists for each product, in its order.
+WECOM = ["姓名", "帐号", "别名", "职务", "部门", "性别", "手机", "座机", "个人邮箱", "企业邮箱", "英文ID", "地址"]
+DINGTALK = ["姓名", "工号", "手机号", "部门", "职位", "邮箱", "分机号", "办公地点", "入职时间", "备注"]
+HR = ["员工编号", "姓名", "部门编号", "部门名称", "手机", "电话", "邮箱", "状态"]
+
+
+def mapping(header: list[str], **kwargs: Any) -> HeaderMapping:
+    return ColumnMap(**kwargs).for_header(header)
+
+
+def mapped(header: list[str], cells: list[str], **kwargs: Any) -> columns.MappedRow:
+    return mapping(header, **kwargs).apply(dict(zip(header, cells, strict=True)))
+
+
+def users_from(name: str, column_map: ColumnMap | None = None) -> list[tuple[int, User | RecordError, str | None]]:
+    """A sample export read, mapped and validated as the engine will: (line, user or error, op) per row."""
+    column_map = column_map or ColumnMap.from_env({})
+    out: list[tuple[int, User | RecordError, str | None]] = []
+    with export_path(name).open("rb") as stream:
+        for row in read_records(stream, name=name):
+            assert row.error is None, row
+            try:
+                result = column_map.apply(row.data, position=row.position)
+                out.append((row.line, parse_user(result.fields, position=row.position, defaults=GROUP), result.op))
+            except RecordError as exc:
+                out.append((row.line, exc, None))
+    return out
+
+
+# --- presets ---------------------------------------------------------------------------------------------------
+
+
+def test_wecom_headers_map_to_cvc_fields() -> None:
+    got = mapping(WECOM, preset="wecom")
+    assert got.field_of == {
+        "姓名": "userName",
+        "帐号": "userId",
+        "部门": "departName",
+        "手机": "userMobile",
+        "座机": "userTel",
+        "企业邮箱": "userEmail",
+    }
+    assert got.fallbacks == {"userEmail": ("个人邮箱",)}
+    assert got.unmapped == ("别名", "职务", "性别", "英文ID", "地址")
+
+
+def test_wecom_spelling_variant_zhanghao() -> None:
+    assert mapping(["账号", "姓名"], preset="wecom").field_of == {"账号": "userId", "姓名": "userName"}
+
+
+def test_dingtalk_headers_map_to_cvc_fields() -> None:
+    got = mapping(DINGTALK, preset="dingtalk")
+    assert got.field_of == {
+        "姓名": "userName",
+        "工号": "userId",
+        "手机号": "userMobile",
+        "部门": "departName",
+        "邮箱": "userEmail",
+        "分机号": "userTel",
+    }
+    assert got.unmapped == ("职位", "办公地点", "入职时间", "备注")
+
+
+def test_hr_headers_map_to_cvc_fields_and_status_is_the_operation() -> None:
+    got = mapping(HR, preset="hr")
+    assert got.field_of == {
+        "员工编号": "userId",
+        "姓名": "userName",
+        "部门编号": "departId",
+        "部门名称": "departName",
+        "手机": "userMobile",
+        "电话": "userTel",
+        "邮箱": "userEmail",
+    }
+    assert got.op_column == "状态"
+    assert got.unmapped == ()
+
+
+@pytest.mark.parametrize("column", ["员工ID", "工号"])
+def test_hr_employee_id_spellings(column: str) -> None:
+    assert mapping([column, "姓名"], preset="hr").field_of[column] == "userId"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [(WECOM, "wecom"), (DINGTALK, "dingtalk"), (HR, "hr")],
+    ids=["wecom", "dingtalk", "hr"],
+)
+def test_auto_picks_the_preset_from_the_header(header: list[str], expected: str) -> None:
+    got = mapping(header)
+    assert got.preset == expected
+    assert any(f"column preset {expected!r}" in notice for notice in got.notices)
+
+
+def test_auto_prefers_a_preset_that_finds_the_user_id() -> None:
+    # 手机号/部门/姓名 are known to every preset; only dingtalk and hr know 工号, and dingtalk comes first.
+    assert mapping(["手机号", "部门", "姓名", "工号"]).field_of["工号"] == "userId"
+
+
+def test_document_names_match_whatever_the_case() -> None:
+    got = mapping(["UserId", "USERNAME", "depart_name", "User Mobile", "userEmail"], preset="none")
+    assert got.field_of == {
+        "UserId": "userId",
+        "USERNAME": "userName",
+        "depart_name": "departName",
+        "User Mobile": "userMobile",
+        "userEmail": "userEmail",
+    }
+    assert got.preset is None
+
+
+def test_preset_none_ignores_aliases() -> None:
+    got = mapping(["姓名", "userId"], preset="none")
+    assert got.field_of == {"userId": "userId"}
+    assert got.unmapped == ("姓名",)
+
+
+def test_header_names_are_compared_after_clean_up() -> None:
+    got = mapping(["*姓名", "帐号(必填)", "手 机"], preset="wecom")
+    assert got.field_of == {"*姓名": "userName", "帐号(必填)": "userId", "手 机": "userMobile"}
+
+
+def test_presets_are_data_shipped_with_the_package() -> None:
+    presets = load_presets()
+    assert presets.names == ("wecom", "dingtalk", "hr")
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert 'cvcsync = ["py.typed", "presets/*.json"]' in pyproject  # [tool.setuptools.package-data] ships them
+
+
+# --- configuration ---------------------------------------------------------------------------------------------
+
+
+def test_aliases_from_env_json() -> None:
+    column_map = ColumnMap.from_env({ENV_COLUMN_MAP: '{"人员编码": "userId", "人员姓名": "UserName"}'})
+    got = column_map.for_header(["人员编码", "人员姓名"])
+    assert got.field_of == {"人员编码": "userId", "人员姓名": "userName"}
+
+
+def test_preset_from_env() -> None:
+    assert ColumnMap.from_env({ENV_COLUMN_PRESET: "DingTalk"}).preset == "dingtalk"
+    assert ColumnMap.from_env({}).preset == "auto"
+
+
+def test_bad_json_in_env_is_a_configuration_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match=ENV_COLUMN_MAP) as caught:
+        ColumnMap.from_env({ENV_COLUMN_MAP: '{"秘密列": userId'})
+    assert "秘密列" not in str(caught.value)  # configuration values are not echoed
+
+
+def test_env_json_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=f"{ENV_COLUMN_MAP} must be a JSON object"):
+        ColumnMap.from_env({ENV_COLUMN_MAP: '["userId"]'})
+
+
+def test_alias_to_an_unknown_field_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=f"{ENV_COLUMN_MAP}: column '人员编码' maps to 'userID2'"):
+        ColumnMap.from_env({ENV_COLUMN_MAP: '{"人员编码": "userID2"}'})
+
+
+def test_unknown_preset_in_env_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=ENV_COLUMN_PRESET):
+        ColumnMap.from_env({ENV_COLUMN_PRESET: "feishu"})
+
+
+def test_alias_null_ignores_a_column_without_reporting_it() -> None:
+    got = mapping(["userId", "备注", "type"], aliases={"备注": None, "type": None})
+    assert got.unmapped == ()
+    assert got.ignored == ("备注", "type")
+    assert got.op_column is None
+
+
+def test_alias_can_name_the_operation_column() -> None:
+    got = mapping(["userId", "变更"], aliases={"变更": "op"})
+    assert got.op_column == "变更"
+    assert got.apply({"userId": "1", "变更": "新增"}).op == OP_UPSERT
+
+
+# --- priority and reporting ------------------------------------------------------------------------------------
+
+
+def test_enterprise_email_has_priority_over_personal_and_fills_in_when_blank() -> None:
+    header = ["帐号", "个人邮箱", "企业邮箱"]
+    got = mapping(header, preset="wecom")
+    assert got.field_of["企业邮箱"] == "userEmail"
+    assert any("'企业邮箱' has priority" in notice for notice in got.notices)
+    assert got.apply({"帐号": "a", "个人邮箱": "a@qq.example", "企业邮箱": "a@corp.example"}).fields["userEmail"] == (
+        "a@corp.example"
+    )
+    assert got.apply({"帐号": "a", "个人邮箱": "a@qq.example", "企业邮箱": " "}).fields["userEmail"] == "a@qq.example"
+
+
+def test_identity_fields_never_fall_back() -> None:
+    got = mapping(["员工编号", "工号", "姓名"], preset="hr")
+    assert got.field_of == {"员工编号": "userId", "姓名": "userName"}
+    assert got.unmapped == ("工号",)
+    assert got.apply({"员工编号": "", "工号": "G1", "姓名": "张三"}).fields["userId"] == ""
+
+
+def test_configured_alias_beats_document_name_beats_preset() -> None:
+    got = mapping(["工号", "userId", "人员编码"], preset="hr", aliases={"人员编码": "userId"})
+    assert got.field_of == {"人员编码": "userId"}
+    assert mapping(["工号", "userId"], preset="hr").field_of == {"userId": "userId"}
+
+
+def test_leftmost_column_wins_a_tie() -> None:
+    assert mapping(["userid", "UserId"]).field_of == {"userid": "userId"}
+
+
+def test_unmapped_columns_are_reported() -> None:
+    got = mapping(WECOM)
+    assert got.unmapped == ("别名", "职务", "性别", "英文ID", "地址")
+    assert "columns not used: '别名', '职务', '性别', '英文ID', '地址'" in got.notices
+
+
+def test_a_header_without_a_user_id_column_says_so() -> None:
+    got = mapping(["人员编码", "姓名"])
+    assert any(notice.startswith("no column fills userId") and ENV_COLUMN_MAP in notice for notice in got.notices)
+
+
+# --- the operation ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["upsert", "create", "UPDATE", "add", "Insert", " upsert "])
+def test_english_upsert_values(value: str) -> None:
+    assert mapped(["userId", "op"], ["1", value]).op == OP_UPSERT
+
+
+@pytest.mark.parametrize("value", ["新增", "修改", "更新", "在职", "正常"])
+def test_chinese_upsert_values(value: str) -> None:
+    assert mapped(["userId", "操作"], ["1", value]).op == OP_UPSERT
+
+
+@pytest.mark.parametrize("value", ["delete", "Remove", "DISABLE", "删除", "离职", "停用"])
+def test_delete_values(value: str) -> None:
+    assert mapped(["userId", "action"], ["1", value]).op == OP_DELETE
+
+
+@pytest.mark.parametrize("column", ["op", "operation", "action", "type", "操作", "操作类型", "状态", "Operation"])
+def test_operation_column_names(column: str) -> None:
+    assert mapping(["userId", column]).op_column == column
+
+
+def test_a_blank_operation_is_not_stated() -> None:
+    assert mapped(["userId", "op"], ["1", "  "]).op is None
+    assert mapped(["userId"], ["1"]).op is None
+
+
+def test_a_bad_operation_value_is_an_error_naming_column_and_value() -> None:
+    with pytest.raises(RecordError) as caught:
+        mapping(["userId", "状态"]).apply({"userId": "u1", "状态": "退休中"}, position="line 7")
+    error = caught.value
+    assert error.position == "line 7" and error.user_id == "u1"
+    assert error.problems[0].field == "状态"
+    assert "'退休中' is not an operation" in error.problems[0].reason
+
+
+def test_operation_column_priority_prefers_an_explicit_operation_over_status() -> None:
+    got = mapping(["userId", "状态", "操作"])
+    assert got.op_column == "操作"
+    assert got.unmapped == ("状态",)
+    assert any("also look like an operation column" in notice for notice in got.notices)
+
+
+def test_full_snapshot_status_left_means_delete() -> None:
+    got = users_from("hr-delta.csv")
+    ops = {user.user_id: op for _, user, op in got if isinstance(user, User)}
+    assert ops == {
+        "E1001": OP_UPSERT,  # 在职
+        "E1002": OP_UPSERT,
+        "E1003": OP_DELETE,  # 离职: the engine treats the user as absent
+        "E1004": OP_UPSERT,  # 正常
+        "E1005": OP_DELETE,  # 停用
+        "E1006": OP_UPSERT,  # 试用
+    }
+
+
+# --- value clean-up --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "13800000001",
+        "+86 13800000001",
+        "+86-13800000001",
+        "+8613800000001",
+        "86-13800000001",
+        "8613800000001",
+        "0086 138 0000 0001",
+        "138 0000 0001",
+        "138-0000-0001",
+        "(+86) 138-0000-0001",
+        "１３８００００００01",
+        "13800000001.0",
+        " 13800000001 ",
+    ],
+)
+def test_chinese_mobile_numbers_are_normalised_to_11_digits(raw: str) -> None:
+    assert normalise_mobile(raw) == "13800000001"
+    assert mapped(["userId", "userMobile"], ["1", raw]).fields["userMobile"] == "13800000001"
+
+
+@pytest.mark.parametrize("raw", ["+1-415-555-0100", "+86 10 8888 8888", "0571-88880001", "12345", "1.38E+10"])
+def test_other_numbers_are_left_alone(raw: str) -> None:
+    assert normalise_mobile(raw) == raw
+
+
+def test_mobile_given_as_a_json_number_is_normalised() -> None:
+    assert ColumnMap().apply({"userId": "1", "userMobile": 8613800000001}).fields["userMobile"] == "13800000001"
+
+
+@pytest.mark.parametrize(
+    ("raw", "leaf"),
+    [
+        ("总部/研发部", "研发部"),
+        ("总部-研发部", "研发部"),
+        ("总部／研发部／运维组", "运维组"),
+        ("研发部", "研发部"),
+        ("-", ""),
+    ],
+)
+def test_department_path_becomes_its_last_segment(raw: str, leaf: str) -> None:
+    assert department_leaf(raw) == leaf
+    assert mapped(["帐号", "部门"], ["1", raw], preset="wecom").fields["departName"] == leaf
+
+
+@pytest.mark.parametrize("raw", ["总部/研发部;总部/质量部", "总部/研发部；总部/质量部", "研发部; 质量部;"])
+def test_several_departments_use_the_first_with_a_notice(raw: str) -> None:
+    got = mapped(["帐号", "部门"], ["1", raw], preset="wecom")
+    assert got.fields["departName"] == "研发部"
+    assert got.notices == ("column '部门' lists 2 departments; the first is used",)
+
+
+def test_department_id_keeps_its_first_entry() -> None:
+    assert mapped(["员工编号", "部门编号"], ["1", "D10;D20"], preset="hr").fields["departId"] == "D10"
+
+
+def test_a_column_with_the_document_name_is_taken_literally() -> None:
+    got = mapped(["userId", "departName", "departId"], ["1", "总部/研发部", "D-10"])
+    assert got.fields == {"userId": "1", "departName": "总部/研发部", "departId": "D-10"}
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ['=HYPERLINK("http://x.example","点我")', "=1+1", "@SUM(A1:A2)", "+A1", "-2+3", "-cmd|' /C calc'!A0", " =1+1"],
+)
+def test_formula_like_cells_are_kept_as_text_and_flagged(cell: str) -> None:
+    got = mapped(["userId", "userName"], ["1", cell])
+    assert got.fields["userName"] == cell
+    assert len(got.notices) == 1
+    assert got.notices[0].startswith("column 'userName': starts like a spreadsheet formula")
+    assert is_formula_like(cell.strip())
+
+
+@pytest.mark.parametrize("cell", ["-", "+86 138-0000-0001", "-12.5", "0571-88880001", "张三", "a=b", "", "@", "="])
+def test_numbers_and_plain_text_are_not_formulas(cell: str) -> None:
+    assert not is_formula_like(cell)
+    assert mapped(["userId", "userTel"], ["1", cell]).notices == ()
+
+
+def test_spreadsheet_safe_escapes_only_formulas() -> None:
+    assert spreadsheet_safe("=1+1") == "'=1+1"
+    assert spreadsheet_safe("张三") == "张三"
+
+
+# --- speed: resolved once per file -----------------------------------------------------------------------------
+
+
+def test_a_header_is_resolved_once_per_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    column_map = ColumnMap()
+    calls: list[tuple[str, ...]] = []
+    resolve = column_map._resolve
+
+    def counting(header: tuple[str, ...]) -> HeaderMapping:
+        calls.append(header)
+        return resolve(header)
+
+    monkeypatch.setattr(column_map, "_resolve", counting)
+    header = ["帐号", "姓名", "部门"]
+    for n in range(1000):
+        column_map.apply({"帐号": str(n), "姓名": "张三", "部门": "总部/研发部"})
+    assert calls == [tuple(header)]
+
+
+def test_json_records_are_resolved_once_per_key_set() -> None:
+    column_map = ColumnMap()
+    first = column_map.for_record({"userId": "1", "userName": "a"})
+    assert column_map.for_record({"userId": "2", "userName": "b"}) is first
+    assert column_map.for_record({"userId": "3"}) is not first
+
+
+def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(columns, "CACHE_SIZE", 4)
+    column_map = ColumnMap()
+    for n in range(20):
+        column_map.for_header(["userId", f"extra{n}"])
+    assert len(column_map._cache) <= 4
+
+
+# --- the sample exports ----------------------------------------------------------------------------------------
+
+SAMPLES = ("wecom-members.csv", "dingtalk-contacts.csv", "hr-delta.csv", "excel-unicode-text.txt")
+
+
+def test_every_sample_export_is_read_by_a_test() -> None:
+    assert export_names() == sorted(SAMPLES)
+
+
+def test_wecom_export_gbk_with_paths_and_plus86() -> None:
+    got = {user.user_id: user for _, user, _ in users_from("wecom-members.csv") if isinstance(user, User)}
+    assert len(got) == 6
+    assert got["zhangwei"].to_cvc() == {
+        "userId": "zhangwei",
+        "userName": "张伟",
+        "departName": "研发部",
+        "userEmail": "zhangwei@corp.example.com",
+        "userTel": "0571-88880001",
+        "userMobile": "13800000001",
+        **GROUP,
+    }
+    assert got["lina"].user_email == "lina@example.com"  # no 企业邮箱: 个人邮箱 fills in
+    assert got["yanglei"].depart_name == "运维组"
+    assert {user.user_mobile for user in got.values()} == {f"1380000000{n}" for n in range(1, 7)}
+
+
+def test_dingtalk_export_with_bom_and_dash_paths() -> None:
+    got = {user.user_id: user for _, user, _ in users_from("dingtalk-contacts.csv") if isinstance(user, User)}
+    assert sorted(got) == ["D0001", "D0002", "D0003", "D0004", "D0005"]
+    assert got["D0001"].user_mobile == "13800000011"
+    assert got["D0001"].user_tel == "8011"
+    assert got["D0003"].depart_name == "前端组"
+    assert got["D0005"].user_mobile == "+1-415-555-0100"
+
+
+def test_hr_delta_export_reports_the_unknown_status() -> None:
+    got = users_from("hr-delta.csv")
+    errors = [(line, error) for line, error, _ in got if isinstance(error, RecordError)]
+    assert [(line, error.problems[0].field) for line, error in errors] == [(8, "状态")]
+    assert "'待入职' is not an operation" in str(errors[0][1])
+
+
+def test_excel_unicode_text_export_utf16_tab_separated() -> None:
+    got = users_from("excel-unicode-text.txt")
+    users = [user for _, user, _ in got if isinstance(user, User)]
+    assert [line for line, _, _ in got] == [2, 3, 4, 5, 6]
+    assert [u.user_id for u in users] == ["H001", "H002", "H003", "H004", "H005"]
+    assert users[2].user_mobile == "13800000033"
+    assert users[0].depart_name == "人事部"

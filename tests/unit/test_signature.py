@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import pytest
 from hypothesis import given
@@ -95,3 +96,25 @@ def test_percent_encode_equals_the_specs_python_recipe(value: str) -> None:
 def test_percent_encoding_leaves_only_unreserved_characters(value: str) -> None:
     encoded = signature.percent_encode(value)
     assert all(c.isascii() and (c.isalnum() or c in "-_.~%") for c in encoded)
+
+
+form_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+
+
+@given(st.lists(st.tuples(form_text, form_text), max_size=6))
+def test_parse_form_reads_what_a_client_encodes(pairs: list[tuple[str, str]]) -> None:
+    encoded = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in pairs).encode()
+    expected = parse_qsl(encoded.decode(), keep_blank_values=True, errors="strict")
+    assert signature.parse_form(encoded) == expected
+
+
+@given(st.text(alphabet="ab%2Fz+=&\\x5C", max_size=30))
+def test_parse_form_matches_parse_qsl_on_odd_input(raw: str) -> None:
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse()
+        except UnicodeDecodeError:
+            return "not UTF-8"
+
+    ours = outcome(lambda: signature.parse_form(raw.encode()))
+    assert ours == outcome(lambda: parse_qsl(raw, keep_blank_values=True, errors="strict"))

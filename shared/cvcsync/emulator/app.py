@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import orjson
 
 from ..config import API_VERSION
-from ..signature import SIGNATURE_METHOD, SIGNATURE_VERSION, parse_timestamp, signature, string_to_sign
+from ..signature import SIGNATURE_METHOD, SIGNATURE_VERSION, parse_form, parse_timestamp, signature, string_to_sign
 from . import codes
 from .codes import BusinessError, GatewayError
 from .faults import FaultInjector, FaultKind, FaultSettings
@@ -358,8 +357,7 @@ class EmulatorApp:
     def _parameters(environ: WSGIEnvironment) -> list[tuple[str, str]]:
         """Query and form body, decoded with form semantics (``+`` is a space) as UTF-8, blanks kept."""
         try:
-            query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8")
-            pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+            pairs = parse_form(environ.get("QUERY_STRING", "").encode("latin-1"))
             content_type = environ.get("CONTENT_TYPE", "")
             if content_type.lower().startswith(_FORM_TYPE):
                 try:
@@ -367,8 +365,7 @@ class EmulatorApp:
                 except ValueError:
                     length = 0
                 if length > 0:
-                    body = environ["wsgi.input"].read(length).decode("utf-8")
-                    pairs += parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="strict")
+                    pairs += parse_form(environ["wsgi.input"].read(length))
         except UnicodeError:
             raise codes.invalid_parameter("(request)", "Parameters must be UTF-8.") from None
         return pairs

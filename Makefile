@@ -10,11 +10,11 @@ DEMO_KEY ?= demo-key:demo-secret-not-for-production
 .PHONY: help install test lint emulator bench demo clean
 
 help:
-	@echo "make demo      start the emulator and run cvc-sync end to end on local defaults"
+	@echo "make demo      the upload function end to end: emulator + moto (S3, SQS) on loopback, three exports"
 	@echo "make test      run every test (starts what the tests need)"
 	@echo "make lint      ruff + mypy"
 	@echo "make emulator  run the CVC emulator on 127.0.0.1:$(EMULATOR_PORT) with the demo key"
-	@echo "make bench     benchmarks: client vs official SDK"
+	@echo "make bench     benchmarks: client and sync vs the official SDK, planning vs csv.reader"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,7 @@ emulator: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/bench_sync.py
 
 demo: $(STAMP)
 	$(BIN)/python -m cvcsync.demo

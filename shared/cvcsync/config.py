@@ -37,6 +37,7 @@ ENV_SQS_ENDPOINT = "CVCSYNC_SQS_ENDPOINT"
 # Set by Lambda and the AWS tooling, not by us: read as the object store's region when CVCSYNC_S3_REGION is unset.
 ENV_AWS_REGION = "AWS_REGION"
 ENV_AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+ENV_ALIBABA_REGION = "ALIBABA_CLOUD_REGION"
 
 # Where the sync keeps what it writes (all under one output prefix, so an upload trigger can never see them).
 ENV_STATE_BUCKET = "CVCSYNC_STATE_BUCKET"
@@ -159,6 +160,11 @@ DEFAULT_OUTPUT_PREFIX = "cvc-sync/"
 FANOUT_MODES = ("off", "inline", "fc", "lambda", "sqs")
 
 
+def output_prefix(env: Mapping[str, str]) -> str:
+    """Where everything cvc-sync writes lives: ``CVCSYNC_OUTPUT_PREFIX``, relative, ending in ``/``."""
+    return _prefix(env, ENV_OUTPUT_PREFIX, DEFAULT_OUTPUT_PREFIX)
+
+
 @dataclass(frozen=True)
 class SyncSettings:
     """How an upload is synced: where things go, which mode, the safety gates, how hard to push CVC."""
@@ -193,7 +199,7 @@ class SyncSettings:
         if fanout not in FANOUT_MODES:
             raise ConfigurationError(f"{ENV_FANOUT} must be one of {', '.join(FANOUT_MODES)}, got {fanout!r}")
         return cls(
-            output_prefix=_prefix(env, ENV_OUTPUT_PREFIX, DEFAULT_OUTPUT_PREFIX),
+            output_prefix=output_prefix(env),
             full_prefix=_prefix(env, ENV_FULL_PREFIX, "uploads/full/"),
             delta_prefix=_prefix(env, ENV_DELTA_PREFIX, "uploads/delta/"),
             default_mode=mode,

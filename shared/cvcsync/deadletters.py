@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .config import DEFAULT_OUTPUT_PREFIX, ENV_DEADLETTER_QUEUE_URL, ENV_DEADLETTER_SINK, ENV_OUTPUT_PREFIX
+from .config import ENV_DEADLETTER_QUEUE_URL, ENV_DEADLETTER_SINK, output_prefix
 from .errors import ConfigurationError, CvcSyncError, InvalidInputError
 from .objects import ObjectStore
 
@@ -556,14 +556,6 @@ class QueueDeadLetterSink(DeadLetterSink):
 def _sqs_text(line: bytes) -> str:
     """The line as an SQS body. SQS refuses U+FFFE/U+FFFF, which orjson writes raw: escape them (JSON allows it)."""
     return line.decode("utf-8").replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
-
-
-def output_prefix(env: Mapping[str, str]) -> str:
-    """``CVCSYNC_OUTPUT_PREFIX`` (default ``cvc-sync/``), relative and ending in ``/``."""
-    value = env.get(ENV_OUTPUT_PREFIX, "").strip() or DEFAULT_OUTPUT_PREFIX
-    if value.startswith("/") or ".." in value.split("/"):
-        raise ConfigurationError(f"{ENV_OUTPUT_PREFIX} must be a relative key prefix")
-    return value if value.endswith("/") else value + "/"
 
 
 def deadletter_sink_from_env(

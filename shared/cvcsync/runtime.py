@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config import ENV_ALIBABA_REGION, ENV_AWS_REGION
+
 FC, LAMBDA, LOCAL = "fc", "lambda", "local"
 
 
@@ -58,7 +60,7 @@ def from_context(context: Any, *, started: float | None = None) -> Invocation:
             started + remaining_ms() / 1000.0,
             function_name=_read(context, "function_name"),
             context=context,
-            region=os.environ.get("AWS_REGION"),
+            region=os.environ.get(ENV_AWS_REGION),
             function_arn=_read(context, "invoked_function_arn"),
         )
     function = _read(context, "function")
@@ -105,7 +107,7 @@ def local_fc_context(
                 "qualifier": "LATEST",
                 "version_id": "",
             },
-            "region": os.environ.get("ALIBABA_CLOUD_REGION", "cn-hangzhou"),
+            "region": os.environ.get(ENV_ALIBABA_REGION, "cn-hangzhou"),
             "account_id": "0000000000000000",
         }
     )

@@ -26,6 +26,9 @@ class Recorded:
     method: str
     query: dict[str, str]
     form: dict[str, str]
+    path: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 class ScriptedServer:
@@ -38,13 +41,17 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode()
+                raw = self.rfile.read(length)
+                body = raw.decode("utf-8", "replace")
                 with outer._lock:
                     outer.requests.append(
                         Recorded(
                             "POST",
                             dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)),
                             dict(parse_qsl(body, keep_blank_values=True)),
+                            urlsplit(self.path).path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            raw,
                         )
                     )
                     index = min(len(outer.requests), len(outer.answers)) - 1

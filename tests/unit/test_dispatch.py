@@ -1,0 +1,74 @@
+"""Dispatchers: what a continuation or a chunk looks like on the wire to FC and to Lambda."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fc2
+import orjson
+import pytest
+
+from cvcsync.dispatch import DispatchError, FcDispatcher, InlineDispatcher, LambdaDispatcher
+from cvcsync.errors import ConfigurationError
+from cvcsync.runtime import from_context, local_fc_context
+from support.scripted import Answer, ScriptedServer
+
+EVENT = {"cvcsync": {"action": "resume", "runId": "r-1", "bucket": "b"}}
+
+
+def fc_invocation() -> Any:
+    creds = {"access_key_id": "STS.id", "access_key_secret": "secret", "security_token": "token"}
+    return from_context(local_fc_context("oss-sync", credentials=creds))
+
+
+def test_fc_dispatch_is_an_async_invoke_of_the_same_function() -> None:
+    with ScriptedServer([Answer(202, b"")]).running() as server:
+        client = fc2.Client(endpoint=server.url, accessKeyID="STS.id", accessKeySecret="secret", securityToken="t")
+        FcDispatcher(fc_invocation(), client=client).dispatch([EVENT])
+        [sent] = server.requests
+    assert sent.path == "/2016-08-15/services/cvc-sync/functions/oss-sync/invocations"
+    assert sent.headers["x-fc-invocation-type"] == "Async"
+    assert orjson.loads(sent.body) == EVENT
+
+
+def test_fc_dispatch_failure_is_a_retryable_dispatch_error() -> None:
+    with ScriptedServer([Answer(500, b'{"ErrorCode":"ServiceUnavailable","ErrorMessage":"busy"}')]).running() as server:
+        client = fc2.Client(endpoint=server.url, accessKeyID="STS.id", accessKeySecret="secret", securityToken="t")
+        with pytest.raises(DispatchError) as info:
+            FcDispatcher(fc_invocation(), client=client).dispatch([EVENT])
+    assert info.value.retryable
+
+
+def test_fc_dispatch_needs_the_contexts_names() -> None:
+    with pytest.raises(ConfigurationError):
+        FcDispatcher(from_context(None))
+
+
+class RecordingLambda:
+    """A stand-in for boto3's Lambda client: records the calls it gets."""
+
+    def __init__(self, status: int = 202) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.status = status
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {"StatusCode": self.status}
+
+
+def test_lambda_dispatch_invokes_its_own_arn_asynchronously() -> None:
+    from cvcsync.runtime import LocalLambdaContext
+
+    client = RecordingLambda()
+    LambdaDispatcher(from_context(LocalLambdaContext("upload")), client=client).dispatch([EVENT, EVENT])
+    assert [c["InvocationType"] for c in client.calls] == ["Event", "Event"]
+    assert client.calls[0]["FunctionName"].endswith(":function:upload")
+    assert orjson.loads(client.calls[0]["Payload"]) == EVENT
+    with pytest.raises(DispatchError):
+        LambdaDispatcher(from_context(LocalLambdaContext("upload")), client=RecordingLambda(500)).dispatch([EVENT])
+
+
+def test_inline_dispatch_runs_every_event() -> None:
+    seen: list[dict[str, Any]] = []
+    InlineDispatcher(seen.append).dispatch([EVENT, EVENT, EVENT])
+    assert len(seen) == 3

@@ -225,3 +225,16 @@ def test_fan_out_over_a_queue_applies_every_chunk_once(env: dict[str, str], moto
     assert report["received"] == 130 and len(emulator.users()) == 130
     assert sum(emulator.stats()["createBatchSizes"]) == 130
     assert read_json(moto, "cvc-sync/state/manifest.json")["users"] == 130
+
+
+def test_an_empty_export_is_refused_loudly_and_deletes_nothing(env: dict[str, str], moto: Any, emulator: Any) -> None:
+    put(moto, FC_KEY, export(range(20)))
+    handle(load_event("fc/oss-putobject.json", raw=True), fc_context(), env=env)
+    put(moto, FC_KEY, b"")
+    event = load_event("fc/oss-putobject.json")
+    event["events"][0]["oss"]["object"]["size"] = 0
+    answer = orjson.loads(handle(orjson.dumps(event), fc_context(), env=env))
+    run = answer["runs"][0]
+    assert run["status"] == "refused" and run["refused"]
+    assert run["outcomes"]["skippedByGuard"] == 20 and run["outcomes"]["deleted"] == 0
+    assert len(emulator.users()) == 20

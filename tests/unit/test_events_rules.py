@@ -53,11 +53,11 @@ def test_a_single_string_is_not_taken_for_a_list_of_prefixes() -> None:
         parse_object_events(oss_event("users/u.csv"), ignore_prefixes="cvc-sync/")
 
 
-def test_directory_markers_and_empty_objects_are_skipped() -> None:
+def test_directory_markers_are_skipped_but_empty_files_are_not() -> None:
     got = parse_object_events(oss_event("users/2024-05-01/", size=0))
     assert [s.reason for s in got.skipped] == ["directory-marker"]
     got = parse_object_events(oss_event("users/empty.csv", size=0))
-    assert [s.reason for s in got.skipped] == ["empty-object"]
+    assert got.skipped == [] and [u.key for u in got.uploads] == ["users/empty.csv"]  # the gate must see it
 
 
 @pytest.mark.parametrize(

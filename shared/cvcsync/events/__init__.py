@@ -7,7 +7,8 @@ messages, FC async-invocation destination records), unwrapping recursively up to
 
 Every record ends as an upload or as a ``SkippedEvent`` with a reason: not an object creation, an S3 test event,
 a key under one of ``ignore_prefixes`` (the function's own output: it must never trigger itself), a directory
-marker, an empty object, or a hostile key. A shape we do not read raises ``UnsupportedEvent``, whose message
+marker, or a hostile key. An empty object is NOT skipped: an empty full snapshot must reach the
+completeness gate and end in a loud, refused report, not in a quiet log line. A shape we do not read raises ``UnsupportedEvent``, whose message
 names the keys it saw and never their values.
 """
 
@@ -25,7 +26,6 @@ from ..logs import scrub_text
 from . import destination, eventbridge, fields, mns, oss, s3, sns, sqs
 from .types import (
     SKIP_DIRECTORY_MARKER,
-    SKIP_EMPTY_OBJECT,
     SKIP_OWN_OUTPUT,
     SKIP_TEST_EVENT,
     ObjectEvents,
@@ -76,8 +76,6 @@ def _screen(upload: ObjectUploaded, prefixes: tuple[str, ...]) -> SkippedEvent |
         return SkippedEvent(SKIP_OWN_OUTPUT, where)
     if upload.key.endswith("/"):
         return SkippedEvent(SKIP_DIRECTORY_MARKER, where)
-    if upload.size == 0:
-        return SkippedEvent(SKIP_EMPTY_OBJECT, where)
     return None
 
 

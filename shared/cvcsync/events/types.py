@@ -15,7 +15,6 @@ SKIP_INCOMPLETE_UPLOAD = "incomplete-upload"
 SKIP_TEST_EVENT = "test-event"
 SKIP_OWN_OUTPUT = "own-output"
 SKIP_DIRECTORY_MARKER = "directory-marker"
-SKIP_EMPTY_OBJECT = "empty-object"
 SKIP_HOSTILE_KEY = "hostile-key"
 SKIP_INVALID_KEY = "invalid-key"
 

@@ -7,9 +7,9 @@ messages, FC async-invocation destination records), unwrapping recursively up to
 
 Every record ends as an upload or as a ``SkippedEvent`` with a reason: not an object creation, an S3 test event,
 a key under one of ``ignore_prefixes`` (the function's own output: it must never trigger itself), a directory
-marker, or a hostile key. An empty object is NOT skipped: an empty full snapshot must reach the
-completeness gate and end in a loud, refused report, not in a quiet log line. A shape we do not read raises ``UnsupportedEvent``, whose message
-names the keys it saw and never their values.
+marker, or a hostile key. An empty object is NOT skipped: an empty full snapshot must reach the completeness
+gate and end in a loud, refused report, not in a quiet log line. A shape we do not read raises
+``UnsupportedEvent``, whose message names the keys it saw and never their values.
 """
 
 from __future__ import annotations

@@ -206,8 +206,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             progress.advance(count)
 
     ctx = local_context(args.state, _client(args), on_progress=advance, on_apply_start=start)
+    if args.reconcile:
+        return _reconcile(ctx, args)
     if bool(args.apply_plan) == bool(args.source):
-        raise InvalidInputError("give either FILE_OR_S3_URL or --apply-plan F", code="Usage")
+        raise InvalidInputError("give either FILE_OR_S3_URL, --apply-plan F or --reconcile", code="Usage")
     if args.apply_plan:
         with Path(args.apply_plan).open("rb") as artefact:
             report = apply_saved_plan(artefact, ctx).to_dict()
@@ -235,6 +237,27 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if report["deadLetters"]:
         return EXIT_CVC
     return EXIT_INVALID if report["outcomes"].get("rejected") or report["planned"].get("reject") else EXIT_OK
+
+
+def _reconcile(ctx: Any, args: argparse.Namespace) -> int:
+    """The state against CVC's own directory (ListUsers): drift, and with --rebuild-state, a state equal to CVC."""
+    import uuid
+
+    from .engine.reconcile import reconcile
+
+    drift = reconcile(ctx.cvc, ctx.state, run_id=str(uuid.uuid4()), rebuild=args.rebuild_state).to_dict()
+    if args.json:
+        _emit(drift)
+    else:
+        verdict = "IN SYNC" if drift["inSync"] else "DRIFT"
+        print(f"{verdict}: CVC holds {drift['cvcUsers']} users, the shadow state {drift['stateUsers']}")
+        for name, count in drift["counts"].items():
+            if count:
+                sample = ", ".join(drift[name][:5])
+                print(f"  {name}: {count} (e.g. {sample})")
+        if drift["generationAfter"]:
+            print(f"  state rebuilt from CVC: generation {drift['generationAfter']}")
+    return EXIT_OK
 
 
 def _nothing() -> Any:
@@ -299,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--apply-plan", metavar="F", help="apply exactly a saved plan (refused if the state moved)")
     sync.add_argument("--state", metavar="DIR_OR_S3_URL", help="shadow state, reports, dead letters (default .cvcsync)")
     sync.add_argument("--approve", action="store_true", help="override the deletion and completeness gates")
+    sync.add_argument("--reconcile", action="store_true", help="compare the shadow state with CVC (ListUsers)")
+    sync.add_argument("--rebuild-state", action="store_true", help="with --reconcile: make the state equal CVC")
     sync.add_argument("--json", action="store_true", help="print the run report as JSON")
     sync.add_argument("--progress", action="store_true", default=None, help="progress on stderr even off a terminal")
     sync.set_defaults(run=_cmd_sync)

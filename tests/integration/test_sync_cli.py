@@ -144,3 +144,64 @@ def test_delta_file_with_operation_column(emulator: Any, state: Path, tmp_path: 
     code, report, _ = sync(emulator, state, str(delta), "--mode", "delta")
     assert code == 0 and report["outcomes"]["deleted"] == 1 and report["outcomes"]["created"] == 1
     assert report["impliedDeletions"] == 0 and len(emulator.users()) == 10
+
+
+def test_reconcile_reports_drift_and_rebuilds_the_state(emulator: Any, state: Path, tmp_path: Path) -> None:
+    sync(emulator, state, str(export(tmp_path / "a.csv", range(10))))
+    client_env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
+        "CVC_ENDPOINT": emulator.url,
+    }
+    from cvcsync.config import CvcSettings
+    from cvcsync.credentials import Credentials
+    from cvcsync.cvc import CvcClient
+
+    outside = CvcClient(
+        Credentials(client_env["ALIBABA_CLOUD_ACCESS_KEY_ID"], client_env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"]),
+        settings=CvcSettings(endpoint=emulator.url),
+    )
+    outside.create_users(
+        [
+            {"userId": "x1", "userName": "外部", "groupId": "88", "groupName": "示例科技"},
+            {"userId": "e0003", "userName": "改名", "groupId": "88", "groupName": "示例科技"},
+        ]
+    )
+    outside.delete_users(["e0007"])
+    _, drift, _ = sync(emulator, state, "--reconcile")
+    assert not drift["inSync"] and drift["counts"] == {"onlyInCvc": 1, "onlyInState": 1, "different": 1}
+    assert (drift["onlyInCvc"], drift["onlyInState"], drift["different"]) == (["x1"], ["e0007"], ["e0003"])
+    _, rebuilt, _ = sync(emulator, state, "--reconcile", "--rebuild-state")
+    assert rebuilt["generationAfter"] == 2
+    _, again, _ = sync(emulator, state, "--reconcile")
+    assert again["inSync"] and again["stateUsers"] == 10
+
+
+def test_capacity_preflight_refuses_a_plan_beyond_the_licence(emulator: Any, state: Path, tmp_path: Path) -> None:
+    emulator.set_capacity(15)
+    code, report, _ = sync(emulator, state, str(export(tmp_path / "a.csv", range(20))), "--approve")
+    assert code == 4 and report["refused"]
+    capacity = next(g for g in report["guards"] if g["name"] == "capacity")
+    assert not capacity["passed"] and not capacity["overridden"] and "licence 15" in capacity["detail"]
+    assert report["outcomes"]["skippedByGuard"] == 20 and writes(emulator) == 0
+
+
+@pytest.mark.parametrize("name", ["wecom-members.csv", "dingtalk-contacts.csv", "excel-unicode-text.txt"])
+def test_real_export_formats_sync_end_to_end(emulator: Any, state: Path, name: str) -> None:
+    source = Path(__file__).resolve().parents[2] / "events" / "exports" / name
+    _, report, _ = sync(emulator, state, str(source), env={"CVCSYNC_GROUP_ID": "88", "CVCSYNC_GROUP_NAME": "示例科技"})
+    assert report["rowsRead"] > 0
+    assert report["outcomes"]["created"] + report["outcomes"]["rejected"] == report["rowsRead"]
+    assert report["outcomes"]["created"] == len(emulator.users()) > 0
+
+
+def test_gzip_ndjson_and_json_exports(emulator: Any, state: Path, tmp_path: Path) -> None:
+    import gzip
+
+    users = [{"userId": f"j{i}", "userName": f"员工{i}", "groupId": "88", "groupName": "示例科技"} for i in range(5)]
+    (tmp_path / "a.json").write_bytes(orjson.dumps(users))
+    (tmp_path / "b.ndjson.gz").write_bytes(gzip.compress(b"\n".join(orjson.dumps(u) for u in users[:3])))
+    _, first, _ = sync(emulator, state, str(tmp_path / "a.json"))
+    assert first["outcomes"]["created"] == 5
+    _, second, _ = sync(emulator, state, str(tmp_path / "b.ndjson.gz"), "--mode", "delta")
+    assert second["outcomes"]["unchanged"] == 3

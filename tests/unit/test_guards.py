@@ -67,3 +67,13 @@ def test_an_override_marks_failed_gates_overridden_but_never_capacity() -> None:
 
 def test_passed_gates_are_not_marked_overridden() -> None:
     assert not by_name(evaluate(facts(), GuardSettings(override=True)), DELETION).overridden
+
+
+def test_the_accounting_check_refuses_a_lost_record() -> None:
+    import pytest
+
+    from cvcsync.engine.outcomes import AccountingError, check_accounting
+
+    check_accounting(3, {"created": 2, "rejected": 1})
+    with pytest.raises(AccountingError, match="received 3 records but counted 2"):
+        check_accounting(3, {"created": 2})

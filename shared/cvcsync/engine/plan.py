@@ -53,7 +53,8 @@ CREATE TABLE rows (
     problem TEXT,
     outcome TEXT,
     error TEXT,
-    chunk INTEGER
+    chunk INTEGER,
+    origin TEXT
 );
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -348,34 +349,44 @@ def _classify_rows(item: PlanInput, notices: _Notices) -> Iterator[tuple[Any, ..
         yield (row.line, user_id, "upsert", None, content_hash(payload), payload.decode(), None, None)
 
 
-def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
-    """Stream the input into a new plan workspace and decide every row's operation against ``state``."""
-    if item.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {item.mode!r}")
+def new_workspace(workdir: Path, *, mode: str, state: ShadowState, source: dict[str, Any]) -> SyncPlan:
+    """An empty plan workspace for a run against ``state``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     plan_id = str(uuid.uuid4())
-    path = workdir / f"plan-{plan_id}.sqlite"
-    plan = SyncPlan(path)
-    db = plan.db
-    db.executescript(WORKSPACE_PRAGMAS + SCHEMA)
+    plan = SyncPlan(workdir / f"plan-{plan_id}.sqlite")
+    plan.db.executescript(WORKSPACE_PRAGMAS + SCHEMA)
     plan.set_meta("plan_id", plan_id)
-    plan.set_meta("mode", item.mode)
+    plan.set_meta("mode", mode)
     plan.set_meta("state_generation", str(state.generation))
-    plan.set_meta("source", orjson.dumps(item.source).decode())
+    plan.set_meta("source", orjson.dumps(source).decode())
+    return plan
 
-    insert = "INSERT INTO rows (line, user_id, kind, op, hash, record, problem, outcome) VALUES (?,?,?,?,?,?,?,?)"
+
+INSERT_ROW = (
+    "INSERT INTO rows (line, user_id, kind, op, hash, record, problem, outcome, origin) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+
+
+def insert_rows(plan: SyncPlan, entries: Iterable[tuple[Any, ...]]) -> None:
+    """Rows as (line, user_id, kind, op, hash, record, problem, outcome, origin), in batches."""
+    db = plan.db
     db.execute("BEGIN")
     batch: list[tuple[Any, ...]] = []
-    notices = _Notices()
-    for entry in _classify_rows(item, notices):
+    for entry in entries:
         batch.append(entry)
         if len(batch) >= INSERT_BATCH:
-            db.executemany(insert, batch)
+            db.executemany(INSERT_ROW, batch)
             batch.clear()
     if batch:
-        db.executemany(insert, batch)
+        db.executemany(INSERT_ROW, batch)
     db.execute("COMMIT")
-    plan.set_meta("notices", orjson.dumps({"count": notices.count, "first": list(notices.seen)}).decode())
 
+
+def decide(plan: SyncPlan, state: ShadowState) -> None:
+    """Each inserted row's operation against the state: duplicates, creates, updates, unchanged, deletes and, for
+    a full snapshot, the implied deletions of users the input no longer mentions."""
+    db = plan.db
     db.execute("CREATE INDEX rows_user ON rows (user_id)")
     db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
     db.execute("BEGIN")
@@ -404,7 +415,7 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     db.execute(
         "UPDATE rows SET old = s.record FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'delete'"
     )
-    if item.mode == FULL:
+    if plan.mode == FULL:
         db.execute(
             """
             INSERT INTO rows (line, user_id, kind, op, old)
@@ -415,4 +426,13 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
         )
     db.execute("COMMIT")
     db.execute("DETACH DATABASE state")
+
+
+def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
+    """Stream the input into a new plan workspace and decide every row's operation against ``state``."""
+    plan = new_workspace(workdir, mode=item.mode, state=state, source=item.source)
+    notices = _Notices()
+    insert_rows(plan, ((*entry, None) for entry in _classify_rows(item, notices)))
+    plan.set_meta("notices", orjson.dumps({"count": notices.count, "first": list(notices.seen)}).decode())
+    decide(plan, state)
     return plan

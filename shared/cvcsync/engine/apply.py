@@ -19,6 +19,7 @@ import orjson
 
 from ..cvc import CvcClient
 from ..errors import CvcBusinessError, CvcError
+from .circuit import AUTH_CODES, CircuitBreaker
 from .outcomes import Outcome
 from .plan import CREATE, DELETE, UPDATE, SyncPlan
 
@@ -59,8 +60,10 @@ class Applier:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[int], None] | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.client = client
+        self.breaker = breaker
         self.settings = settings
         self._clock = clock
         self._on_progress = on_progress
@@ -91,12 +94,18 @@ class Applier:
     def _send(self, action: str, items: list[Item]) -> list[Result]:
         """Send one batch; split it on a whole-batch refusal; results for every item except deadline leftovers."""
         deadline = self.settings.deadline
+        if self.breaker is not None and self.breaker.open:
+            return []  # left pending: the platform retries once CVC is back
         try:
             if action == "DeleteUser":
                 self.client.delete_batch([uid for _, uid, _, _ in items], deadline=deadline)
             else:
                 self.client.create_batch_json([record or "{}" for _, _, _, record in items], deadline=deadline)
         except CvcError as error:
+            if self.breaker is not None:
+                self.breaker.record(error)
+                if self.breaker.open and (error.retryable or error.code in AUTH_CODES):
+                    return []  # systemic, not this batch's fault: leave it pending
             if error.code == "DeadlineExceeded":
                 return []  # left pending: the continuation sends it
             if isinstance(error, CvcBusinessError) and len(items) > 1:
@@ -104,6 +113,8 @@ class Applier:
                 return self._send(action, items[:half]) + self._send(action, items[half:])
             detail = _error_json(error)
             return [(seq, Outcome.DEAD_LETTERED.value, detail) for seq, _, _, _ in items]
+        if self.breaker is not None:
+            self.breaker.record(None)
         return [(seq, _SUCCESS[op], None) for seq, _, op, _ in items]
 
     def run(self, plan: SyncPlan, *, chunk: int | None = None) -> ApplyResult:
@@ -123,6 +134,9 @@ class Applier:
 
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="cvc-apply") as pool:
             for action, items in self._batches(plan, chunk):
+                if self.breaker is not None and self.breaker.open:
+                    stopped = True
+                    break
                 if self._time_is_short():
                     stopped = True
                     break

@@ -17,6 +17,10 @@ class Outcome(str, enum.Enum):
     REJECTED = "rejected"
     DEAD_LETTERED = "deadLettered"
     SKIPPED_BY_GUARD = "skippedByGuard"
+    # Change events (queue messages) only:
+    SUPERSEDED = "superseded"  # a later change of the same user in the same batch won
+    STALE = "stale"  # older than the last change already applied for that user
+    DUPLICATE = "duplicate"  # an event id already applied (a redelivery)
 
 
 class AccountingError(CvcSyncError):

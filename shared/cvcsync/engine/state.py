@@ -39,7 +39,11 @@ CREATE TABLE IF NOT EXISTS users (
     synced_at TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (user_id TEXT PRIMARY KEY, occurred_at TEXT NOT NULL, op TEXT NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
 """
+EVENT_MEMORY_DAYS = 7
 MAX_COMMIT_ATTEMPTS = 8
 KEEP_GENERATIONS = 3
 
@@ -99,6 +103,42 @@ class ShadowState:
 
     def delete(self, user_ids: list[str]) -> None:
         self.db.executemany("DELETE FROM users WHERE user_id = ?", [(uid,) for uid in user_ids])
+
+    # -- change events: ordering and idempotency --------------------------------------------------------------
+
+    def last_changes(self, user_ids: list[str]) -> dict[str, str]:
+        """The time of the last change applied per user (deletes included: a tombstone stops resurrection)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(user_ids), 500):
+            part = user_ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT user_id, occurred_at FROM changes WHERE user_id IN ({marks})"  # noqa: S608 - marks only
+            found.update(dict(self.db.execute(query, part).fetchall()))
+        return found
+
+    def seen_events(self, event_ids: list[str]) -> set[str]:
+        seen: set[str] = set()
+        for start in range(0, len(event_ids), 500):
+            part = event_ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT event_id FROM events WHERE event_id IN ({marks})"  # noqa: S608 - marks only
+            seen.update(e for (e,) in self.db.execute(query, part))
+        return seen
+
+    def record_changes(self, rows: list[tuple[str, str, str]]) -> None:
+        """(user_id, occurred_at ISO, op) of applied changes; never moves a user's time backwards."""
+        self.db.executemany(
+            "INSERT INTO changes (user_id, occurred_at, op) VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+            "occurred_at = excluded.occurred_at, op = excluded.op WHERE excluded.occurred_at >= changes.occurred_at",
+            rows,
+        )
+
+    def record_events(self, event_ids: list[str], *, now: str, forget_before: str) -> None:
+        """Applied event ids, kept ``EVENT_MEMORY_DAYS`` (a redelivery later than that is a new event)."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO events (event_id, applied_at) VALUES (?, ?)", [(e, now) for e in event_ids]
+        )
+        self.db.execute("DELETE FROM events WHERE applied_at < ?", (forget_before,))
 
 
 Changes = Callable[[ShadowState], None]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cvcsync.events import ObjectUploaded, SkippedEvent, parse_object_events
+from cvcsync.events import ObjectUploaded, SkippedEvent, UnsupportedEvent, parse_object_events
 from support.events import load_event, sample_paths
+
+from .test_queue_events import QUEUE_SAMPLES
 
 BUCKET = "cvc-user-uploads"
 ENCODED_KEY = "users/2024 05/张 三+x.csv"
@@ -124,7 +126,9 @@ EXPECTED: dict[str, tuple[list[ObjectUploaded], list[str]]] = {
 
 
 def test_every_sample_has_an_expectation_and_every_expectation_a_sample() -> None:
-    assert sample_paths("fc", "aws") == sorted(EXPECTED)
+    """Object-event samples are expected here; queue-message samples in test_queue_events (and refused below)."""
+    assert not set(EXPECTED) & set(QUEUE_SAMPLES)
+    assert sample_paths("fc", "aws") == sorted([*EXPECTED, *QUEUE_SAMPLES])
 
 
 @pytest.mark.parametrize("raw", [True, False], ids=["bytes", "dict"])
@@ -140,3 +144,10 @@ def test_sample_reads_as_expected(sample: str, raw: bool) -> None:
 def test_samples_as_text_read_like_bytes() -> None:
     text = load_event("aws/s3-put-encoded-key.json", raw=True).decode()
     assert parse_object_events(text).uploads[0].key == ENCODED_KEY
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["bytes", "dict"])
+@pytest.mark.parametrize("sample", QUEUE_SAMPLES)
+def test_queue_message_samples_are_no_object_events(sample: str, raw: bool) -> None:
+    with pytest.raises(UnsupportedEvent):
+        parse_object_events(load_event(sample, raw=raw), ignore_prefixes=["cvc-sync/"])

@@ -19,3 +19,12 @@ def is_destination_record(obj: Mapping[str, Any]) -> bool:
 def request_payload(obj: Mapping[str, Any]) -> Any:
     """The original event: normally a string, a mapping or list if a test or a proxy already decoded it."""
     return obj.get("requestPayload")
+
+
+def invoke_count(obj: Mapping[str, Any]) -> int | None:
+    """``requestContext.approximateInvokeCount``: how many times FC ran the original event before giving up."""
+    context = obj.get("requestContext")
+    value = context.get("approximateInvokeCount") if isinstance(context, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value

@@ -23,3 +23,26 @@ def sns_message(obj: Mapping[str, Any]) -> str:
     envelope = obj.get("Sns") if isinstance(obj.get("Sns"), Mapping) else obj
     message = envelope.get("Message") if isinstance(envelope, Mapping) else None
     return message if isinstance(message, str) else ""
+
+
+def envelope(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The notification envelope itself, given the envelope or a Lambda SNS record."""
+    inner = obj.get("Sns")
+    return inner if isinstance(inner, Mapping) else obj
+
+
+def message_attributes(obj: Mapping[str, Any]) -> dict[str, str]:
+    """``MessageAttributes`` (``{"name": {"Type": "String", "Value": "..."}}``) as ``name -> Value``; binary
+    attributes are left out."""
+    attributes = envelope(obj).get("MessageAttributes")
+    if not isinstance(attributes, Mapping):
+        return {}
+    out: dict[str, str] = {}
+    for name, attribute in attributes.items():
+        if (
+            isinstance(attribute, Mapping)
+            and attribute.get("Type") != "Binary"
+            and isinstance(attribute.get("Value"), str)
+        ):
+            out[str(name)] = attribute["Value"]
+    return out

@@ -21,6 +21,7 @@ class Outcome(str, enum.Enum):
     SUPERSEDED = "superseded"  # a later change of the same user in the same batch won
     STALE = "stale"  # older than the last change already applied for that user
     DUPLICATE = "duplicate"  # an event id already applied (a redelivery)
+    RETRIED = "retried"  # handed back to the platform (throttling, 5xx, open circuit, deadline) to deliver again
 
 
 class AccountingError(CvcSyncError):

@@ -1,0 +1,11 @@
+"""Queue messages (MNS, RocketMQ, Kafka via EventBridge on FC; SQS, SNS, EventBridge on Lambda): sync user changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cvcsync.triggers.queue import handle
+
+
+def handler(event: Any, context: Any) -> Any:
+    return handle(event, context)

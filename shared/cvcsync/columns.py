@@ -69,6 +69,7 @@ FALLBACK_FIELDS = ("userEmail", "userMobile", "userTel", "userAvatarUrl")
 REQUIRED_COLUMNS = ("userId", "userName")  # groupId/groupName usually come from configuration
 PRESET_FILE = "presets/columns.json"
 CACHE_SIZE = 256
+DEPARTMENT_CACHE_SIZE = 4096
 
 _NAME_NOISE = re.compile(r"[\s_\-*]|\((?:必填|选填|可选|required|optional)\)")
 _DEPARTMENT_LIST = re.compile(r"[;；]")
@@ -412,6 +413,7 @@ class HeaderMapping:
     _mobile: bool = field(init=False, repr=False, compare=False)
     _department_name: bool = field(init=False, repr=False, compare=False)
     _department_id: bool = field(init=False, repr=False, compare=False)
+    _department_cache: dict[tuple[str, str], tuple[str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         columns = tuple(self.field_of)
@@ -422,6 +424,7 @@ class HeaderMapping:
         set_("_mobile", "userMobile" in self._names)
         set_("_department_name", "departName" in self._names and "departName" not in self.literal)
         set_("_department_id", "departId" in self._names and "departId" not in self.literal)
+        set_("_department_cache", {})  # a directory has few distinct departments: clean each once
         if len(columns) > 1:
             set_("_get", operator.itemgetter(*columns))
         elif columns:
@@ -443,7 +446,7 @@ class HeaderMapping:
             values = tuple(fields.values())
         notices: list[str] | None = None
         for value in values:
-            if value and value.__class__ is str and value[0] in _RISKY_FIRST:
+            if value and value.__class__ is str and value[0] in _RISKY_FIRST and is_formula_like(value.strip()):
                 notices = self._flag_formulas(fields)
                 break
         if self._mobile:
@@ -481,19 +484,28 @@ class HeaderMapping:
         value = fields[target]
         if value.__class__ is not str or value.isalnum():
             return notices
-        first, count = first_listed(value)
-        if count > 1:
+        cache = self._department_cache
+        known = cache.get((target, value))
+        if known is None:
+            first, count = first_listed(value)
+            if len(cache) >= DEPARTMENT_CACHE_SIZE:
+                cache.clear()
+            known = cache[(target, value)] = (department_leaf(first) if leaf else first, count)
+        fields[target] = known[0]
+        if known[1] > 1:
             notices = notices or []
             notices.append(
-                f"column {self._column_of.get(target, target)!r} lists {count} departments; the first is used"
+                f"column {self._column_of.get(target, target)!r} lists {known[1]} departments; the first is used"
             )
-        fields[target] = department_leaf(first) if leaf else first
         return notices
 
     def _operation(self, row: Mapping[str, Any], fields: Mapping[str, Any], position: str | None) -> str | None:
         column = self.op_column
         assert column is not None
         raw = row.get(column)
+        op = self.op_values.get(raw) if raw.__class__ is str else None
+        if op is not None:
+            return op
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             return None
         op = self.op_values.get(raw.strip().casefold()) if isinstance(raw, str) else None

@@ -316,6 +316,26 @@ class MemoryDeadLetterSink(DeadLetterSink):
             return before - len(self._lines)
 
 
+class LogDeadLetterSink(DeadLetterSink):
+    """Each letter as one ERROR log line (``code: DeadLetter``; personal data masked by the log formatter).
+
+    For deployments with no bucket or queue to write to (the queue function without ``CVCSYNC_STATE_BUCKET``):
+    nothing is lost silently, the platform's log store keeps the line, but nothing can be redriven from here.
+    """
+
+    name = "log"
+
+    def _write(self, lines: list[bytes], letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            logger.error("dead letter", extra={"code": "DeadLetter", "deadLetter": letter.to_dict()})
+
+    def read(self, limit: int = 100) -> list[StoredLetter]:
+        return []
+
+    def remove(self, handles: Sequence[str]) -> int:
+        return 0
+
+
 class ObjectDeadLetterSink(DeadLetterSink):
     """One NDJSON object per ``put``: ``{prefix}{yyyy}/{mm}/{dd}/{run_id}-{uuid}.ndjson``.
 

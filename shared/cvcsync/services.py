@@ -8,9 +8,11 @@ with; a new key builds a new client. boto3 is imported only when an S3 or SQS cl
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .columns import ColumnMap
@@ -24,10 +26,10 @@ from .config import (
 )
 from .credentials import default_credentials, from_fc_context
 from .cvc import CvcClient
-from .deadletters import deadletter_sink_from_env
+from .deadletters import LogDeadLetterSink, deadletter_sink_from_env
 from .dispatch import FcDispatcher, InlineDispatcher, LambdaDispatcher, QueueDispatcher
 from .errors import ConfigurationError
-from .objects import S3ObjectStore, s3_client
+from .objects import LocalObjectStore, S3ObjectStore, s3_client
 from .runtime import FC, LAMBDA, Invocation
 from .sync import Dispatcher, SyncContext
 
@@ -96,6 +98,26 @@ def dispatcher(
     if mode == "fc":
         return FcDispatcher(invocation)
     return LambdaDispatcher(invocation)
+
+
+def stateless_context(invocation: Invocation, env: Mapping[str, str]) -> SyncContext:
+    """For the queue function without a state bucket: state in this container's /tmp, dead letters to the log.
+
+    Nothing here imports boto3, which keeps an FC cold start small; the price is that the event-id memory and the
+    stale-event protection last only as long as the warm container.
+    """
+    settings = SyncSettings.from_env(env)
+    client = cvc_client(invocation, env)
+    return SyncContext(
+        settings=settings,
+        cvc=client,
+        store=LocalObjectStore(Path(tempfile.gettempdir()) / "cvcsync-ephemeral"),
+        output_bucket="state",
+        sink=LogDeadLetterSink(),
+        invocation=invocation,
+        calls_baseline=Counter(client.calls),
+        column_map=ColumnMap.from_env(env),
+    )
 
 
 def build_context(

@@ -241,3 +241,92 @@ def test_shuffled_and_replayed_deliveries_converge(env: dict[str, str], emulator
     for change in deliveries:
         handle(sqs_event(change), LocalLambdaContext("queue"), env=env)
     assert users(emulator) == {"a": "v2", "c": "c1"}
+
+
+def test_without_a_state_bucket_no_boto3_is_imported_and_dead_letters_are_logged(emulator: Any, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, orjson\n"
+        "from cvcsync.triggers.queue import handle\n"
+        "from cvcsync.runtime import local_fc_context\n"
+        "event = orjson.dumps({'TopicOwner': '1', 'Message': orjson.dumps({'changes': [\n"
+        "  {'type': 'upsert', 'eventId': 'x1', 'occurredAt': '2024-05-01T00:00:00Z',\n"
+        "   'user': {'userId': 's1', 'userName': '无状态', 'groupId': '88', 'groupName': 'G'}}]}).decode(),\n"
+        "  'Subscriber': '1', 'PublishTime': 1714528800123, 'SubscriptionName': 's', 'MessageMD5': 'x',\n"
+        "  'TopicName': 't', 'MessageId': 'm1'})\n"
+        "ctx = local_fc_context('queue', credentials={'access_key_id': 'a', 'access_key_secret': 'b'})\n"
+        "print(orjson.loads(handle(event, ctx))['outcomes']['created'])\n"
+        "bad = orjson.dumps({'TopicOwner': '1', 'Message': 'not json', 'Subscriber': '1', 'PublishTime': 1,\n"
+        "  'SubscriptionName': 's', 'MessageMD5': 'x', 'TopicName': 't', 'MessageId': 'm2'})\n"
+        "print(orjson.loads(handle(bad, ctx))['deadLetters'])\n"
+        "print('boto3' in sys.modules, 'botocore' in sys.modules)\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
+        "CVC_ENDPOINT": emulator.url,
+        "TMPDIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["1", "1", "False False"]
+    assert '"code":"DeadLetter"' in result.stderr and '"errorCode":"MalformedMessage"' in result.stderr
+
+
+def _lambda_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"]},
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def test_a_real_sqs_redrive_moves_a_message_that_keeps_failing(env: dict[str, str], emulator: Any, moto: Any) -> None:
+    sqs = moto.sqs_client()
+    dlq_url = sqs.create_queue(QueueName="cvc-changes-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName="cvc-changes",
+        Attributes={"RedrivePolicy": orjson.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).decode()},
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def poll() -> int:
+        """One poll of the event source mapping: deliver, then delete what the function did not report failed."""
+        received = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+        ).get("Messages", [])
+        if received:
+            answer = handle(_lambda_event(queue_arn, received), LocalLambdaContext("queue"), env=env)
+            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+            assert failed == {m["MessageId"] for m in received}  # CVC is down: every message goes back
+            for message in received:
+                if message["MessageId"] not in failed:
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(received)
+
+    emulator.set_faults(error_rate=1.0, seed=2)
+    sqs.send_message(
+        QueueUrl=queue_url, MessageBody=orjson.dumps(upsert("down", "坏", "2024-05-01T00:00:01Z")).decode()
+    )
+    deliveries = sum(poll() for _ in range(4))
+    assert deliveries == 2  # maxReceiveCount: after the second failed delivery SQS moves it
+    moved = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [orjson.loads(m["Body"])["user"]["userId"] for m in moved] == ["down"]
+    assert "down" not in users(emulator)

@@ -5,6 +5,9 @@ How a failure reaches the platform, per trigger (the platform's retry is what re
 - SQS (Lambda, ``ReportBatchItemFailures``): the answer lists exactly the messages to retry; on a FIFO queue, a
   failed message fails every later message of its group in the batch too, so order is kept. Malformed messages
   and records CVC refuses for good are dead-lettered and acknowledged.
+- Without ``CVCSYNC_STATE_BUCKET`` the function runs without a durable shadow state (``services.stateless_context``:
+  a warm container's /tmp, dead letters as ERROR log lines) and never imports boto3: idempotency and stale-event
+  protection then hold within a warm container only. Set the bucket for the full guarantees.
 - Everything else (FC MNS topic and EventBridge triggers, Lambda SNS and EventBridge, FC destination replays):
   the invocation succeeds when every message is done or dead-lettered, and raises ``RetryLater`` when some must
   be retried; the platform then re-delivers the whole event, and the event ids remembered in the shadow state
@@ -23,7 +26,7 @@ from ..config import SyncSettings
 from ..errors import CvcSyncError
 from ..events.queue import parse_queue_event
 from ..events.types import UnsupportedEvent
-from ..services import build_context
+from ..services import build_context, stateless_context
 from .common import decode_event, invocation_of, shape_answer
 
 log = logging.getLogger(__name__)
@@ -57,12 +60,10 @@ def handle(event: Any, context: Any, *, env: Mapping[str, str] | None = None) ->
             log.error("unsupported event: nothing synced", extra={"code": exc.code, "detail": exc.message})
             raise
         settings = SyncSettings.from_env(env)
-        bucket = settings.state_bucket
-        if not bucket:
-            raise CvcSyncError(
-                "the queue function needs CVCSYNC_STATE_BUCKET for its state and dead letters", code="NoStateBucket"
-            )
-        ctx = build_context(invocation, bucket, inline=lambda e: None, env=env)
+        if settings.state_bucket:
+            ctx = build_context(invocation, settings.state_bucket, inline=lambda e: None, env=env)
+        else:
+            ctx = stateless_context(invocation, env)
         result = sync_changes(batch, ctx)
         summary = {
             "runId": result.report.run_id,

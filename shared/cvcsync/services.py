@@ -124,10 +124,14 @@ def build_context(
     invocation: Invocation,
     bucket: str,
     *,
-    inline: Callable[[dict[str, Any]], Any],
+    inline: Callable[[dict[str, Any]], Any] | None,
     env: Mapping[str, str] | None = None,
 ) -> SyncContext:
-    """Everything one run needs, for the upload in ``bucket`` (outputs go to the state bucket, else there)."""
+    """Everything one run needs, for the upload in ``bucket`` (outputs go to the state bucket, else there).
+
+    ``inline`` runs a continuation locally when fan-out is ``inline``; None means the caller never continues a run
+    (the queue function), so no dispatcher (and no Lambda or FC client) is built.
+    """
     env = os.environ if env is None else env
     settings = SyncSettings.from_env(env)
     store = object_store(invocation, env)
@@ -140,7 +144,7 @@ def build_context(
         output_bucket=output_bucket,
         sink=deadletter_sink_from_env(env, store, output_bucket, lambda: sqs_client(env)),
         invocation=invocation,
-        dispatcher=dispatcher(settings, invocation, env, inline),
+        dispatcher=dispatcher(settings, invocation, env, inline) if inline is not None else None,
         calls_baseline=Counter(client.calls),
         column_map=ColumnMap.from_env(env),
     )

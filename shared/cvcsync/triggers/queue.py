@@ -61,7 +61,7 @@ def handle(event: Any, context: Any, *, env: Mapping[str, str] | None = None) ->
             raise
         settings = SyncSettings.from_env(env)
         if settings.state_bucket:
-            ctx = build_context(invocation, settings.state_bucket, inline=lambda e: None, env=env)
+            ctx = build_context(invocation, settings.state_bucket, inline=None, env=env)
         else:
             ctx = stateless_context(invocation, env)
         result = sync_changes(batch, ctx)

@@ -37,7 +37,9 @@ emulator: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/bench_readers.py
 	$(BIN)/python bench/bench_sync.py
+	$(BIN)/python bench/bench_queue.py
 
 demo: $(STAMP)
 	$(BIN)/python -m cvcsync.demo

@@ -258,6 +258,7 @@ def _close_report(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: 
         report.check()
     key = _report_key(ctx, report)
     ctx.put_json(key, report.to_dict())
+    ctx.put_json(_run_key(ctx, report.run_id, "report.json"), report.to_dict())  # found by run id alone (HTTP API)
     if report.problem_count > MAX_PROBLEMS_IN_REPORT:
         lines = b"".join(orjson.dumps(p.to_dict()) + b"\n" for p in plan.problems())
         ctx.store.put_bytes(ctx.output_bucket, key.removesuffix(".json") + ".problems.ndjson", lines)

@@ -22,7 +22,6 @@ from typing import Any
 
 import orjson
 
-from ..logs import scrub_text
 from . import destination, eventbridge, fields, mns, oss, s3, sns, sqs
 from .types import (
     SKIP_DIRECTORY_MARKER,
@@ -116,12 +115,13 @@ def _walk_mapping(obj: Mapping[str, Any], deeper: int, path: tuple[str, ...]) ->
     if eventbridge.is_cloud_event(obj):
         payload = eventbridge.cloud_event_payload(obj)
         if payload is None:
-            data_keys = _keys(fields.mapping(obj.get("data")))
+            data_keys = fields.keys_seen(fields.mapping(obj.get("data")), _MAX_KEYS_SHOWN)
             raise UnsupportedEvent(f"EventBridge event carries no object event{_inside(path)}: data keys {data_keys}")
         return _walk(payload, deeper, (*path, "EventBridge data"))
     if destination.is_destination_record(obj):
         return _walk(destination.request_payload(obj), deeper, (*path, "destination requestPayload"))
-    raise UnsupportedEvent(f"unsupported event shape{_inside(path)}: top-level keys {_keys(obj)}")
+    keys = fields.keys_seen(obj, _MAX_KEYS_SHOWN)
+    raise UnsupportedEvent(f"unsupported event shape{_inside(path)}: top-level keys {keys}")
 
 
 def _decode(raw: bytes | bytearray | memoryview | str, path: tuple[str, ...]) -> Any:
@@ -138,13 +138,6 @@ def _decode(raw: bytes | bytearray | memoryview | str, path: tuple[str, ...]) ->
         raise UnsupportedEvent(
             f"unsupported event{_inside(path)}: {len(data)} characters that are neither JSON nor base64 of JSON"
         ) from None
-
-
-def _keys(obj: Mapping[Any, Any]) -> str:
-    names = sorted(scrub_text(str(key))[:40] for key in obj)
-    shown = ", ".join(repr(name) for name in names[:_MAX_KEYS_SHOWN])
-    more = f" and {len(names) - _MAX_KEYS_SHOWN} more" if len(names) > _MAX_KEYS_SHOWN else ""
-    return f"[{shown}]{more}" if names else "none"
 
 
 def _inside(path: tuple[str, ...]) -> str:

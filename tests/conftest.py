@@ -46,3 +46,21 @@ def moto(moto_server: MotoServer) -> MotoServer:
     """The session's moto server, reset first: no buckets, objects or queues."""
     moto_server.reset()
     return moto_server
+
+
+@pytest.fixture
+def function_env(emulator: EmulatorProcess, moto: MotoServer) -> Iterator[dict[str, str]]:
+    """The environment a function sees here: CVC is the emulator, S3 and SQS are moto; clients built afresh."""
+    from cvcsync import services
+
+    services.clear_cache()
+    yield {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
+        "CVC_ENDPOINT": emulator.url,
+        "CVCSYNC_S3_ENDPOINT": moto.url,
+        "CVCSYNC_S3_REGION": "us-east-1",
+        "CVCSYNC_S3_ADDRESSING_STYLE": "path",
+        "CVCSYNC_SQS_ENDPOINT": moto.url,
+    }
+    services.clear_cache()

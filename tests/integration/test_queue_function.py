@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from cvcsync import services
 from cvcsync.runtime import LocalLambdaContext, local_fc_context
 from cvcsync.triggers.queue import RetryLater, handle
 from support.events import load_event
@@ -18,22 +16,14 @@ STATE_BUCKET = "cvc-sync-state"
 
 
 @pytest.fixture
-def env(emulator: Any, moto: Any) -> Iterator[dict[str, str]]:
-    services.clear_cache()
+def env(function_env: dict[str, str], moto: Any) -> dict[str, str]:
     moto.s3_client().create_bucket(Bucket=STATE_BUCKET)
-    yield {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
-        "CVC_ENDPOINT": emulator.url,
+    return {
+        **function_env,
         "CVC_MAX_ATTEMPTS": "2",
-        "CVCSYNC_S3_ENDPOINT": moto.url,
-        "CVCSYNC_S3_REGION": "us-east-1",
-        "CVCSYNC_S3_ADDRESSING_STYLE": "path",
-        "CVCSYNC_SQS_ENDPOINT": moto.url,
         "CVCSYNC_STATE_BUCKET": STATE_BUCKET,
         "CVCSYNC_LOG_LEVEL": "WARNING",
     }
-    services.clear_cache()
 
 
 def fc() -> Any:

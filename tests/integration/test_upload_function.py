@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from cvcsync import services
 from cvcsync.runtime import LocalLambdaContext, local_fc_context
 from cvcsync.triggers.upload import handle
 from support.events import load_event
@@ -33,20 +31,9 @@ def export(ids: range, *, extra: list[list[str]] | None = None) -> bytes:
 
 
 @pytest.fixture
-def env(emulator: Any, moto: Any) -> Iterator[dict[str, str]]:
-    services.clear_cache()
+def env(function_env: dict[str, str], moto: Any) -> dict[str, str]:
     moto.s3_client().create_bucket(Bucket=BUCKET)
-    yield {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
-        "CVC_ENDPOINT": emulator.url,
-        "CVC_BATCH_SIZE": "20",
-        "CVCSYNC_S3_ENDPOINT": moto.url,
-        "CVCSYNC_S3_REGION": "us-east-1",
-        "CVCSYNC_S3_ADDRESSING_STYLE": "path",
-        "CVCSYNC_SQS_ENDPOINT": moto.url,
-    }
-    services.clear_cache()
+    return {**function_env, "CVC_BATCH_SIZE": "20"}
 
 
 def fc_context(timeout: int = 60) -> Any:

@@ -21,6 +21,7 @@ unicode_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, ma
 
 @pytest.fixture(scope="module")
 def signing_client(emulator_process: Any) -> CvcClient:
+    emulator_process.reset()  # no faults left over from an earlier test: only the signature is under test here
     return CvcClient(
         Credentials(emulator_process.access_key_id, emulator_process.access_key_secret),
         settings=CvcSettings(endpoint=emulator_process.url),

@@ -75,6 +75,28 @@ ENV_DEADLETTER_QUEUE_URL = "CVCSYNC_DEADLETTER_QUEUE_URL"
 # The local emulator.
 ENV_EMULATOR_ACCESS_KEYS = "CVC_EMULATOR_ACCESS_KEYS"
 
+# The HTTP function (``cvcsync.http_api``) and its client, ``cvcsync call``: who may call it, how big a request may
+# be, where ``POST /sync`` reads from, how long the per-container circuit stays open. Documented in docs/http-api.md.
+ENV_HTTP_KEYS = "CVCSYNC_HTTP_KEYS"  # HMAC keys, id:secret[,id:secret...]; several for rotation
+ENV_HTTP_TOKENS = "CVCSYNC_HTTP_TOKENS"  # static bearer tokens, comma-separated
+ENV_HTTP_CLOCK_SKEW = "CVCSYNC_HTTP_CLOCK_SKEW"
+ENV_HTTP_MAX_BODY = "CVCSYNC_HTTP_MAX_BODY"
+ENV_HTTP_MAX_BATCH = "CVCSYNC_HTTP_MAX_BATCH"
+ENV_HTTP_SYNC_BUCKET = "CVCSYNC_HTTP_SYNC_BUCKET"
+ENV_HTTP_CIRCUIT_COOLDOWN = "CVCSYNC_HTTP_CIRCUIT_COOLDOWN"
+ENV_HTTP_ENDPOINT = "CVCSYNC_HTTP_ENDPOINT"  # where ``cvcsync call`` sends its requests
+
+# The scheduled function (``cvcsync.schedule``): redrive of dead letters, reconcile with CVC, heartbeat alerts.
+# Documented in docs/schedule.md.
+ENV_REDRIVE_MAX_ATTEMPTS = "CVCSYNC_REDRIVE_MAX_ATTEMPTS"  # redrive tries of one letter before it is parked
+ENV_REDRIVE_BACKOFF = "CVCSYNC_REDRIVE_BACKOFF_SECONDS"  # first wait; doubles with every failed redrive
+ENV_REDRIVE_BACKOFF_MAX = "CVCSYNC_REDRIVE_BACKOFF_MAX_SECONDS"  # the longest wait between two tries
+ENV_RECONCILE_MODE = "CVCSYNC_RECONCILE_MODE"  # report | heal-state | heal-cvc
+ENV_RECONCILE_SAMPLE = "CVCSYNC_RECONCILE_SAMPLE"  # users checked with GetUser where ListUsers is unavailable
+ENV_HEARTBEAT_MAX_AGE_HOURS = "CVCSYNC_HEARTBEAT_MAX_AGE_HOURS"  # alert when no sync succeeded for this long
+ENV_DEADLETTER_BACKLOG_LIMIT = "CVCSYNC_DEADLETTER_BACKLOG_LIMIT"  # alert when more dead letters wait
+ENV_ALERT_QUEUE_URL = "CVCSYNC_ALERT_QUEUE_URL"  # SQS queue that also receives every alert
+
 DEFAULT_ENDPOINT = "https://aliyuncvc.cn-hangzhou.aliyuncs.com"
 API_VERSION = "2019-10-30"
 DEFAULT_BATCH_SIZE = 100

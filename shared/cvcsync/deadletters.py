@@ -12,7 +12,10 @@ only: never the record, which holds personal data); a sink only writes, reads an
 * ``MemoryDeadLetterSink``: the fake for tests.
 
 ``read``/``remove`` exist for the redrive: read a page of ``StoredLetter`` (a letter and an opaque handle), retry
-them, remove the handles of those that went through.
+them, remove the handles of those that went through. ``pages`` walks a whole sink once (one redrive pass) and
+``count`` sizes the backlog (the heartbeat). A letter the redrive retried in vain goes back with the failure in its
+``history`` (``DeadLetter.retried``), keeping its ``identity``; one it gives up on goes to ``ParkedLetters``
+(``<output prefix>parked/``), one object per letter with every failure.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -86,6 +89,8 @@ class DeadLetter:
     run_id: str = ""
     kind: LetterKind = "record"
     retryable: bool = False
+    # The redrive's earlier failures of this letter, oldest first (``failure()`` entries); empty until redriven.
+    history: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -107,6 +112,8 @@ class DeadLetter:
             problems.append(f"kind must be one of {', '.join(KINDS)}")
         if not isinstance(self.retryable, bool):
             problems.append("retryable must be true or false")
+        if not isinstance(self.history, tuple) or not all(isinstance(h, dict) for h in self.history):
+            problems.append("history must be a list of objects")
         if problems:
             raise InvalidInputError(f"invalid dead letter: {'; '.join(problems)}", code="InvalidDeadLetter")
 
@@ -142,6 +149,70 @@ class DeadLetter:
             retryable=retryable,
         )
 
+    # -- the redrive's bookkeeping ------------------------------------------------------------------------------
+
+    @property
+    def redrives(self) -> int:
+        """How many times a redrive has already tried this letter and failed."""
+        return len(self.history)
+
+    @property
+    def first_failed_at(self) -> str:
+        """When the record first failed (the original sync's time), whatever happened to it since."""
+        first = self.history[0].get("failedAt") if self.history else None
+        return first if isinstance(first, str) else self.failed_at
+
+    @property
+    def identity(self) -> str:
+        """Stable across redrives: the same record from the same source and first failure. Two stored letters with
+        one identity are copies (a crash between a re-put and its removal), never two different failures."""
+        basis = [self.kind, self.record, self.source, self.first_failed_at]
+        try:
+            canonical = orjson.dumps(basis, option=orjson.OPT_SORT_KEYS, default=str)
+        except orjson.JSONEncodeError:  # a lone surrogate, as in to_json
+            canonical = json.dumps(basis, sort_keys=True, ensure_ascii=True, default=str).encode()
+        return hashlib.sha256(canonical).hexdigest()[:32]
+
+    def failure(self) -> dict[str, Any]:
+        """This letter's own failure as one ``history`` entry: time, code, message, request id, attempts, run."""
+        return {
+            "failedAt": self.failed_at,
+            "errorCode": self.error_code,
+            "errorMessage": self.error_message,
+            "requestId": self.request_id,
+            "attempts": self.attempts,
+            "retryable": self.retryable,
+            "runId": self.run_id,
+        }
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every failure so far, oldest first: the history and then this letter's own."""
+        return [*self.history, self.failure()]
+
+    def retried(
+        self,
+        *,
+        error_code: str,
+        error_message: str,
+        request_id: str | None,
+        attempts: int,
+        retryable: bool,
+        run_id: str,
+        now: datetime | None = None,
+    ) -> DeadLetter:
+        """The letter to put back after a redrive failed again: the new error on top, the old one into history."""
+        return replace(
+            self,
+            history=(*self.history, self.failure()),
+            error_code=error_code or "Unknown",
+            error_message=error_message[:MAX_ERROR_MESSAGE],
+            request_id=request_id,
+            attempts=attempts,
+            retryable=retryable,
+            run_id=run_id,
+            failed_at=_iso(now or _now()),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": FORMAT_VERSION,
@@ -155,6 +226,7 @@ class DeadLetter:
             "retryable": self.retryable,
             "source": self.source,
             "record": self.record,
+            **({"history": list(self.history)} if self.history else {}),
         }
 
     def to_json(self) -> bytes:
@@ -180,6 +252,7 @@ class DeadLetter:
                 run_id=data["runId"],
                 kind=data["kind"],
                 retryable=data["retryable"],
+                history=_history(data.get("history")),
             )
         except KeyError as exc:
             raise InvalidInputError(f"dead letter lacks {exc.args[0]!r}", code="InvalidDeadLetter") from None
@@ -191,6 +264,13 @@ class DeadLetter:
         except orjson.JSONDecodeError:
             data = _stdlib_json(line)  # what to_json escaped with the stdlib (a lone surrogate) reads back there
         return cls.from_dict(data)
+
+
+def _history(raw: Any) -> Any:
+    """A stored ``history`` list as the tuple the letter keeps; anything else is left for validation to refuse."""
+    if raw is None:
+        return ()
+    return tuple(raw) if isinstance(raw, list) else raw
 
 
 def _stdlib_json(line: bytes | str) -> Any:
@@ -278,6 +358,22 @@ class DeadLetterSink(abc.ABC):
     def remove(self, handles: Sequence[str]) -> int:
         """Forget the letters behind ``handles`` (from ``read``); returns how many were removed."""
 
+    def pages(self, size: int = 100) -> Iterator[list[StoredLetter]]:
+        """Every stored letter about once, ``size`` at a time: one redrive pass. Letters may be removed or put
+        between pages. The default reads until ``read`` comes back empty, which is right where a read hides what it
+        returned (a queue's visibility timeout); sinks whose ``read`` starts at the beginning walk in order."""
+        while page := self.read(size):
+            yield page
+
+    def count(self, limit: int | None = None) -> int:
+        """How many letters wait (the heartbeat's backlog); counting may stop once past ``limit``."""
+        total = 0
+        for page in self.pages(100 if limit is None else min(100, limit + 1)):
+            total += len(page)
+            if limit is not None and total > limit:
+                break
+        return total
+
 
 class MemoryDeadLetterSink(DeadLetterSink):
     """The fake: letters in a list, thread-safe."""
@@ -307,6 +403,15 @@ class MemoryDeadLetterSink(DeadLetterSink):
         with self._lock:
             page = self._lines[:limit]
         return [StoredLetter(_parse(line, {"sink": "memory"}), handle) for handle, line in page]
+
+    def pages(self, size: int = 100) -> Iterator[list[StoredLetter]]:
+        with self._lock:
+            snapshot = list(self._lines)
+        for start in range(0, len(snapshot), size):
+            yield [
+                StoredLetter(_parse(line, {"sink": "memory"}), handle)
+                for handle, line in snapshot[start : start + size]
+            ]
 
     def remove(self, handles: Sequence[str]) -> int:
         wanted = set(handles)
@@ -378,6 +483,22 @@ class ObjectDeadLetterSink(DeadLetterSink):
                 where = {"bucket": self.bucket, "key": key, "line": index + 1}
                 found.append(StoredLetter(_parse(line, where), _object_handle(key, index, line)))
         return found
+
+    def pages(self, size: int = 100) -> Iterator[list[StoredLetter]]:
+        """Objects in key order (oldest day first), each read once, so a letter left in place (not due yet) is not
+        met again in the same pass. Removing between pages is safe: a handle finds its line after a rewrite."""
+        page: list[StoredLetter] = []
+        for key in self.store.list_keys(self.bucket, self.prefix):
+            if not key.endswith(self.SUFFIX):
+                continue
+            for index, line in enumerate(self._lines_of(key)):
+                where = {"bucket": self.bucket, "key": key, "line": index + 1}
+                page.append(StoredLetter(_parse(line, where), _object_handle(key, index, line)))
+                if len(page) >= size:
+                    yield page
+                    page = []
+        if page:
+            yield page
 
     def remove(self, handles: Sequence[str]) -> int:
         by_key: dict[str, list[tuple[int, str]]] = {}
@@ -563,6 +684,17 @@ class QueueDeadLetterSink(DeadLetterSink):
                 found.append(StoredLetter(_parse(message.get("Body") or "", where), message["ReceiptHandle"]))
         return found
 
+    def count(self, limit: int | None = None) -> int:
+        """SQS's approximate count: visible, in flight (being redriven) and delayed messages."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        response = self._call("count", self.client.get_queue_attributes, QueueUrl=self.queue_url, AttributeNames=names)
+        attributes = response.get("Attributes") or {}
+        return sum(int(attributes.get(name) or 0) for name in names)
+
     def remove(self, handles: Sequence[str]) -> int:
         removed = 0
         for start in range(0, len(handles), SQS_BATCH_ENTRIES):
@@ -576,6 +708,84 @@ class QueueDeadLetterSink(DeadLetterSink):
 def _sqs_text(line: bytes) -> str:
     """The line as an SQS body. SQS refuses U+FFFE/U+FFFF, which orjson writes raw: escape them (JSON allows it)."""
     return line.decode("utf-8").replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+
+
+PARKED_DIR = "parked/"
+
+
+@dataclass(frozen=True)
+class ParkedLetter:
+    """A letter the redrive gave up on, why, and when."""
+
+    key: str
+    letter: DeadLetter
+    reason: str
+    parked_at: str
+
+
+class ParkedLetters:
+    """Where the redrive puts what it will not retry again: one JSON object per letter, with every failure.
+
+    Keys are ``{prefix}{yyyy}/{mm}/{dd}/{identity}.json``: the day the record first failed and the letter's
+    identity, written create-only, so parking a letter twice (a crash between parking it and removing it from the
+    sink) leaves one object. Parked letters are always in the object store, whichever sink the dead letters use:
+    they wait for a person, not for a queue consumer.
+    """
+
+    SUFFIX = ".json"
+
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str, *, now: Callable[[], datetime] = _now) -> None:
+        self.store = store
+        self.bucket = bucket
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self._now = now
+
+    def key_for(self, letter: DeadLetter) -> str:
+        try:
+            day = datetime.fromisoformat(letter.first_failed_at.replace("Z", "+00:00")).strftime("%Y/%m/%d")
+        except ValueError:
+            day = "undated"
+        return f"{self.prefix}{day}/{letter.identity}{self.SUFFIX}"
+
+    def put(self, letter: DeadLetter, reason: str) -> bool:
+        """Park ``letter``; ``False`` when it was parked already (the earlier copy is kept as it was)."""
+        body = {
+            "version": FORMAT_VERSION,
+            "parkedAt": _iso(self._now()),
+            "reason": reason,
+            "identity": letter.identity,
+            "failures": letter.failures(),
+            "letter": letter.to_dict(),
+        }
+        try:
+            data = orjson.dumps(body, default=str)
+        except orjson.JSONEncodeError:
+            data = json.dumps(body, ensure_ascii=True, default=str).encode()
+        return self.store.put_bytes(
+            self.bucket, self.key_for(letter), data, content_type="application/json", if_absent=True
+        )
+
+    def keys(self) -> Iterator[str]:
+        return (k for k in self.store.list_keys(self.bucket, self.prefix) if k.endswith(self.SUFFIX))
+
+    def get(self, key: str) -> ParkedLetter | None:
+        raw = self.store.get_bytes(self.bucket, key)
+        if raw is None:
+            return None
+        data = _stdlib_json(raw)
+        if not isinstance(data, dict):
+            raise InvalidInputError(f"parked letter {key} is not a JSON object", code="InvalidDeadLetter")
+        return ParkedLetter(
+            key, DeadLetter.from_dict(data.get("letter")), str(data.get("reason")), str(data.get("parkedAt"))
+        )
+
+    def count(self, limit: int | None = None) -> int:
+        total = 0
+        for _ in self.keys():
+            total += 1
+            if limit is not None and total > limit:
+                break
+        return total
 
 
 def deadletter_sink_from_env(

@@ -1,0 +1,11 @@
+"""Scheduled tasks (FC timer trigger; EventBridge schedule on Lambda): redrive, reconcile or heartbeat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cvcsync.triggers.schedule import handle
+
+
+def handler(event: Any, context: Any) -> Any:
+    return handle(event, context)

@@ -1,0 +1,367 @@
+"""The reconcile task: what CVC really holds against the shadow state, reported, and healed if configured.
+
+CVC's directory is read with ListUsers, page by page, into a SQLite file beside the state (memory stays flat),
+and compared by content hash, the engine's way (``engine.reconcile`` does the same for ``cvcsync sync
+--reconcile``; this task needs every id, not the first hundred, to heal CVC). Drift, in the engine's ``Drift``
+shape: ``onlyInCvc`` (users added outside cvc-sync), ``onlyInState`` (users missing from CVC), ``different``
+(users changed outside cvc-sync), and the CVC count against the last accepted full snapshot.
+
+Where ListUsers is unavailable (``InvalidApi.NotFound``), a random sample of the state's users
+(``CVCSYNC_RECONCILE_SAMPLE``) is checked with GetUser instead: it finds missing and changed users, never added
+ones. A GetUser business error is read as "no such user" (CVC publishes no code for it).
+
+Healing (``CVCSYNC_RECONCILE_MODE`` or the task's ``mode`` option):
+
+* ``report`` (default): nothing is changed;
+* ``heal-state``: the state is made to match CVC (the next sync then sends exactly what differs from HR);
+* ``heal-cvc``: the state's records are pushed back for missing and changed users, and users the state does not
+  know are deleted, behind the sync's deletion threshold (``CVCSYNC_MAX_DELETES``, ``CVCSYNC_MAX_DELETE_PERCENT``
+  of the users CVC holds; ``CVCSYNC_GUARD_OVERRIDE`` approves). Past it no deletion is sent, the upserts only with
+  ``CVCSYNC_UPSERTS_WHEN_REFUSED``, and ``CVCSYNC_ALERT_RECONCILE_REFUSED`` is raised. Never against a state that
+  has never been committed: an empty memory would mean "delete everyone".
+
+The report goes to ``<output prefix>reports/reconcile/<run id>.json`` and one log line (WARNING with code
+``ReconcileDrift`` when there is drift).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..engine import guards
+from ..engine.apply import Applier, ApplySettings
+from ..engine.circuit import AUTH_CODES, CircuitBreaker
+from ..engine.outcomes import Outcome
+from ..engine.plan import DELTA, insert_rows, new_workspace
+from ..engine.reconcile import SAMPLE as LISTED
+from ..engine.reconcile import Drift
+from ..engine.state import ShadowState
+from ..errors import CvcBusinessError, CvcError, InvalidInputError
+from ..records import RecordError, content_hash, parse_user, user_from_cvc
+from . import alerts
+from .context import HEAL_CVC, HEAL_STATE, RECONCILE_MODES, REPORT, ScheduleContext, carry_last_sync, iso, read_options
+
+log = logging.getLogger(__name__)
+
+LIST_UNAVAILABLE = frozenset({"InvalidApi.NotFound", "InvalidAction.NotFound", "InvalidAction"})
+OPTIONS = {"mode": str, "sample": int}
+LISTED_METHOD, SAMPLE_METHOD = "list", "sample"
+UNREADABLE = "unreadable"
+_BATCH = 5000
+
+
+_ONLY_IN_CVC = "SELECT c.user_id FROM dir.cvc c WHERE c.user_id NOT IN (SELECT user_id FROM main.users)"
+_ONLY_IN_STATE = "SELECT u.user_id FROM main.users u WHERE u.user_id NOT IN (SELECT user_id FROM dir.cvc)"
+_ONLY_IN_STATE_SAMPLED = (
+    "SELECT u.user_id FROM main.users u WHERE u.user_id NOT IN (SELECT user_id FROM dir.cvc)"
+    " AND u.user_id IN (SELECT user_id FROM dir.scope)"
+)
+_DIFFERENT = "SELECT c.user_id FROM dir.cvc c JOIN main.users u USING (user_id) WHERE c.hash != u.hash"
+_NOTHING = "SELECT user_id FROM dir.cvc WHERE 0"
+
+
+class _Directory:
+    """CVC's users (or a sample of them) in a SQLite file of their own, attached to the checked-out state."""
+
+    def __init__(self, state: ShadowState, path: Path) -> None:
+        self.path = path
+        self.state = state
+        self.db = state.db
+        self.db.execute("ATTACH DATABASE ? AS dir", (str(path),))
+        self.db.execute("CREATE TABLE dir.cvc (user_id TEXT PRIMARY KEY, hash TEXT NOT NULL, record TEXT NOT NULL)")
+        self.db.execute("CREATE TABLE dir.scope (user_id TEXT PRIMARY KEY)")  # the sampled ids (sample method)
+        self.method = LISTED_METHOD
+        self.unreadable = 0
+        self.sampled = 0
+        self.unchecked = 0
+
+    def add(self, infos: Iterator[dict[str, Any]]) -> None:
+        batch: list[tuple[str, str, str]] = []
+        for info in infos:
+            try:
+                user = parse_user(info)
+            except RecordError:
+                self.unreadable += 1  # CVC holds something our validation would not send: drift all the same
+                user_id = str(info.get("UserId") or "")
+                if user_id:
+                    batch.append((user_id, UNREADABLE, orjson.dumps(user_from_cvc(info), default=str).decode()))
+                continue
+            payload = user.to_json()
+            batch.append((user.user_id, content_hash(payload), payload.decode()))
+            if len(batch) >= _BATCH:
+                self.db.executemany("INSERT OR REPLACE INTO dir.cvc VALUES (?, ?, ?)", batch)
+                batch = []
+        self.db.executemany("INSERT OR REPLACE INTO dir.cvc VALUES (?, ?, ?)", batch)
+
+    # -- the three kinds of drift, as SQL over main.users (the state) and dir.cvc ---------------------------------
+
+    def only_in_cvc(self) -> str:
+        return _NOTHING if self.method == SAMPLE_METHOD else _ONLY_IN_CVC  # a sample cannot find users it lacks
+
+    def only_in_state(self) -> str:
+        return _ONLY_IN_STATE_SAMPLED if self.method == SAMPLE_METHOD else _ONLY_IN_STATE
+
+    def different(self) -> str:
+        return _DIFFERENT
+
+    def count(self, query: str) -> int:
+        return int(self.db.execute(f"SELECT COUNT(*) FROM ({query})").fetchone()[0])  # noqa: S608 - constants
+
+    def first(self, query: str) -> list[str]:
+        return [uid for (uid,) in self.db.execute(f"{query} ORDER BY 1 LIMIT {LISTED}")]
+
+    def drift(self) -> Drift:
+        queries = {"onlyInCvc": self.only_in_cvc(), "onlyInState": self.only_in_state(), "different": self.different()}
+        return Drift(
+            cvc_users=int(self.db.execute("SELECT COUNT(*) FROM dir.cvc").fetchone()[0]),
+            state_users=self.state.count(),
+            only_in_cvc=self.first(queries["onlyInCvc"]),
+            only_in_state=self.first(queries["onlyInState"]),
+            different=self.first(queries["different"]),
+            counts={name: self.count(query) for name, query in queries.items()},
+            unreadable=self.unreadable,
+        )
+
+
+class Reconcile:
+    def __init__(self, ctx: ScheduleContext, options: dict[str, Any] | None = None) -> None:
+        checked = read_options("reconcile", options or {}, OPTIONS)
+        mode = str(checked.get("mode", ctx.settings.reconcile_mode)).strip().lower()
+        if mode not in RECONCILE_MODES:
+            raise InvalidInputError(f"option mode of task reconcile must be one of {', '.join(RECONCILE_MODES)}")
+        self.ctx = ctx
+        self.mode = mode
+        self.sample_size: int = checked.get("sample", ctx.settings.reconcile_sample)
+        self.run_id = f"reconcile-{uuid.uuid4()}"
+        self.breaker = CircuitBreaker()
+        self.result: dict[str, Any] = {
+            "task": "reconcile",
+            "runId": self.run_id,
+            "mode": self.mode,
+            "startedAt": iso(ctx.now()),
+            "messages": [],
+        }
+
+    @property
+    def deadline(self) -> float | None:
+        return self.ctx.sync.invocation.deadline
+
+    def run(self) -> dict[str, Any]:
+        store = self.ctx.sync.state
+        with tempfile.TemporaryDirectory(prefix="cvcsync-reconcile-") as tmp:
+            workdir = Path(tmp)
+            state = store.checkout(workdir)
+            try:
+                directory = _Directory(state, workdir / "directory.sqlite")
+                self._read_cvc(directory, state)
+                drift = directory.drift()
+                self.result["method"] = directory.method
+                self.result["drift"] = {
+                    **drift.to_dict(),
+                    "sampled": directory.sampled if directory.method == SAMPLE_METHOD else None,
+                    "unchecked": directory.unchecked,
+                    "snapshot": self._snapshot(state, drift, directory.method),
+                }
+                self.result["status"] = "in-sync" if drift.in_sync else "drift"
+                if not drift.in_sync and self.mode == HEAL_STATE:
+                    self.result["heal"] = self._heal_state(directory)
+                elif not drift.in_sync and self.mode == HEAL_CVC:
+                    self.result["heal"] = self._heal_cvc(directory, state, workdir)
+            except CvcError as exc:
+                if exc.code != "DeadlineExceeded":
+                    raise
+                self.result["status"] = "deadline"
+                self.result["messages"].append("the deadline came before CVC's directory was read: nothing healed")
+            finally:
+                state.close()
+        return self._close()
+
+    # -- reading CVC ----------------------------------------------------------------------------------------------
+
+    def _read_cvc(self, directory: _Directory, state: ShadowState) -> None:
+        try:
+            directory.add(self.ctx.sync.cvc.list_users(deadline=self.deadline))
+            return
+        except CvcError as exc:
+            if exc.code not in LIST_UNAVAILABLE:
+                raise
+            log.warning("ListUsers is unavailable: checking a sample with GetUser", extra={"code": exc.code})
+            self.result["messages"].append(f"ListUsers unavailable ({exc.code}): a sample was checked with GetUser")
+        directory.db.execute("DELETE FROM dir.cvc")
+        directory.method = SAMPLE_METHOD
+        directory.unreadable = 0
+        ids = [uid for (uid,) in state.db.execute("SELECT user_id FROM main.users ORDER BY user_id")]
+        sample = self.ctx.rng.sample(ids, min(self.sample_size, len(ids)))
+        directory.sampled = len(sample)
+        directory.db.executemany("INSERT INTO dir.scope VALUES (?)", [(uid,) for uid in sample])
+        found = []
+        for user_id in sample:
+            try:
+                found.append(self.ctx.sync.cvc.get_user(user_id, deadline=self.deadline))
+            except CvcBusinessError:
+                continue  # read as "CVC has no such user": it stays out of dir.cvc and shows as missing
+            except CvcError as exc:
+                if exc.code in AUTH_CODES or exc.code == "DeadlineExceeded":
+                    raise
+                directory.unchecked += 1
+                directory.db.execute("DELETE FROM dir.scope WHERE user_id = ?", (user_id,))
+        directory.add(iter(found))
+
+    @staticmethod
+    def _snapshot(state: ShadowState, drift: Drift, method: str) -> dict[str, Any]:
+        """CVC against the last full snapshot HR sent and cvc-sync accepted (the completeness gate's number)."""
+        last = state.snapshot_rows
+        if method != LISTED_METHOD or last is None:
+            return {"lastAcceptedUsers": last, "cvcUsers": None, "difference": None}
+        return {"lastAcceptedUsers": last, "cvcUsers": drift.cvc_users, "difference": drift.cvc_users - last}
+
+    # -- healing --------------------------------------------------------------------------------------------------
+
+    def _heal_state(self, directory: _Directory) -> dict[str, Any]:
+        """The state made to match CVC: every readable CVC user (list), or the sampled ones fixed (sample)."""
+        sampled = directory.method == SAMPLE_METHOD
+        missing = [uid for (uid,) in directory.db.execute(directory.only_in_state())]
+        path = directory.path
+
+        def cvc_rows() -> Iterator[list[tuple[str, str, str]]]:
+            """The readable CVC users, streamed from the directory file (the commit works on another checkout)."""
+            source = sqlite3.connect(path)
+            try:
+                cursor = source.execute("SELECT user_id, hash, record FROM cvc WHERE hash != ?", (UNREADABLE,))
+                while rows := cursor.fetchmany(_BATCH):
+                    yield rows
+            finally:
+                source.close()
+
+        def changes(target: ShadowState) -> None:
+            carry_last_sync(target)
+            if sampled:
+                target.delete(missing)
+            else:
+                target.db.execute("DELETE FROM users")
+            for rows in cvc_rows():
+                target.upsert(rows)
+
+        generation = self.ctx.sync.state.commit(changes, run_id=self.run_id)
+        self.result["status"] = "healed"
+        log.warning("reconcile healed the state from CVC", extra={"runId": self.run_id, "generation": generation})
+        return {"direction": HEAL_STATE, "generationAfter": generation, "removedFromState": len(missing)}
+
+    def _heal_cvc(self, directory: _Directory, state: ShadowState, workdir: Path) -> dict[str, Any]:
+        heal: dict[str, Any] = {"direction": HEAL_CVC}
+        if state.generation == 0:
+            heal["refused"] = "no shadow state has been committed yet: there is nothing to heal CVC from"
+            self.result["status"] = "refused"
+            self._refused(heal["refused"])
+            return heal
+        deletes = directory.count(directory.only_in_cvc())
+        settings = self.ctx.sync.settings
+        # The percentage is of the users CVC holds: they are the ones a heal would delete.
+        cvc_users = directory.count("SELECT user_id FROM dir.cvc")
+        facts = guards.GuardFacts(
+            mode=DELTA, deletes=deletes, creates=0, valid_users=0, state_users=cvc_users, last_snapshot_users=None
+        )
+        gate = guards.deletion_threshold(
+            facts,
+            guards.GuardSettings(settings.max_deletes, settings.max_delete_percent, override=settings.guard_override),
+        )
+        heal["guard"] = gate.to_dict()
+        refused = not gate.passed and not gate.overridden
+        send_upserts = not refused or settings.upserts_when_refused
+        if refused:
+            heal["refused"] = f"REFUSED by the {gate.name} gate: {gate.detail}"
+            self.result["status"] = "refused"
+            self._refused(heal["refused"])
+        plan = new_workspace(workdir, mode=DELTA, state=state, source={"kind": "reconcile"})
+        try:
+            rows: list[tuple[Any, ...]] = []
+            if send_upserts:
+                wanted = f"{directory.only_in_state()} UNION {directory.different()}"
+                query = f"SELECT user_id, hash, record FROM main.users WHERE user_id IN ({wanted}) ORDER BY user_id"  # noqa: S608 - constants
+                for user_id, digest, record in directory.db.execute(query):
+                    rows.append((len(rows) + 1, user_id, "upsert", "update", digest, record, None, None, None))
+            if not refused:
+                for (user_id,) in directory.db.execute(directory.only_in_cvc() + " ORDER BY 1"):
+                    rows.append((len(rows) + 1, user_id, "delete", "delete", None, None, None, None, None))
+            insert_rows(plan, rows)
+            applier_settings = ApplySettings(
+                batch_size=self.ctx.sync.cvc.settings.batch_size,
+                concurrency=settings.concurrency,
+                deadline=self.deadline,
+                margin=settings.deadline_margin,
+            )
+            Applier(self.ctx.sync.cvc, applier_settings, breaker=self.breaker).run(plan)
+            outcomes = plan.outcome_counts()
+            failures = [
+                {"userId": uid, "code": orjson.loads(error).get("code") if error else None}
+                for uid, error in plan.db.execute(
+                    "SELECT user_id, error FROM rows WHERE outcome = ? ORDER BY seq LIMIT ?",
+                    (Outcome.DEAD_LETTERED.value, LISTED),
+                )
+            ]
+            heal.update(
+                pushed=outcomes[Outcome.UPDATED.value],
+                deleted=outcomes[Outcome.DELETED.value],
+                failed=outcomes[Outcome.DEAD_LETTERED.value],
+                pending=plan.pending_count(),
+                failures=failures,
+            )
+        finally:
+            plan.close()
+        if self.breaker.open:
+            heal["circuitOpen"] = self.breaker.reason
+        if not refused:
+            self.result["status"] = "healed" if not heal["failed"] and not heal["pending"] else "partly-healed"
+        log.warning(
+            "reconcile pushed the state back to CVC",
+            extra={
+                "runId": self.run_id,
+                "pushed": heal["pushed"],
+                "deleted": heal["deleted"],
+                "failed": heal["failed"],
+            },
+        )
+        return heal
+
+    def _refused(self, why: str) -> None:
+        self.ctx.alerter.raise_alert(
+            alerts.Alert(alerts.RECONCILE_REFUSED, f"reconcile did not heal CVC: {why}", {"runId": self.run_id}),
+            source="reconcile",
+            request_id=self.ctx.sync.invocation.request_id,
+        )
+
+    def _close(self) -> dict[str, Any]:
+        self.result["finishedAt"] = iso(self.ctx.now())
+        key = self.ctx.key("reports", "reconcile", f"{self.run_id}.json")
+        self.result["reportKey"] = key
+        self.ctx.sync.put_json(key, self.result)
+        drift = self.result.get("drift") or {}
+        level = logging.INFO if self.result["status"] == "in-sync" else logging.WARNING
+        log.log(
+            level,
+            "reconcile: %s",
+            self.result["status"],
+            extra={
+                "code": "ReconcileDrift" if level == logging.WARNING else "ReconcileInSync",
+                "runId": self.run_id,
+                "method": self.result.get("method"),
+                "counts": drift.get("counts"),
+                "reportKey": key,
+            },
+        )
+        return self.result
+
+
+def run_reconcile(ctx: ScheduleContext, options: dict[str, Any]) -> dict[str, Any]:
+    return Reconcile(ctx, options).run()
+
+
+__all__ = ["HEAL_CVC", "HEAL_STATE", "LIST_UNAVAILABLE", "REPORT", "Reconcile", "run_reconcile"]

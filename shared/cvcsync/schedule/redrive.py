@@ -1,0 +1,464 @@
+"""The redrive: dead letters applied again, with backoff per letter, until they succeed or are parked.
+
+One pass walks the sink page by page (``DeadLetterSink.pages``) while the invocation has time, and settles each
+letter in exactly one outcome:
+
+* ``applied`` (CreateUser/DeleteUser went through) or ``alreadyApplied`` (the state already holds exactly this
+  record, so nothing was sent): the shadow state records it, the letter is removed;
+* ``stale``: the state knows a newer write for that user (a later sync, change or redrive), so applying this one
+  would undo it; removed. ``duplicate``: another letter of the same user in the page is newer, or is a copy of
+  this one; removed (the newer one is the one that counts);
+* ``rescheduled``: it failed again; put back with the failure added to its ``history``, removed in its old form;
+* ``parked``: it failed ``CVCSYNC_REDRIVE_MAX_ATTEMPTS`` redrives, or can never succeed (a malformed queue
+  message, a record that is no user); written to ``<output prefix>parked/`` with every failure, then removed;
+* ``notDue``: its backoff has not passed (next try not before its last failure plus ``CVCSYNC_REDRIVE_BACKOFF_SECONDS``
+  times two to the number of redrives so far, capped at ``CVCSYNC_REDRIVE_BACKOFF_MAX_SECONDS``); left alone;
+* ``pending``: the deadline came or the circuit opened before its batch was sent; left alone.
+
+Records CVC refused for a business reason are retried too: they often pass once someone fixes CVC (capacity, a
+department) or the configuration, and the attempt limit bounds the cost.
+
+Order of writes, so a crash loses nothing and duplicates at worst a harmless retry: CVC first, then the state
+commit, then the re-put and parked copies, and only then the removal from the sink. A crash before the removal
+leaves the letter (and maybe its new copy) in the sink: the next pass finds the state already holds it
+(``alreadyApplied``, no call), or settles the copies as ``duplicate`` by their identity, and parking is
+create-only. The next timer continues where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..deadletters import PARKED_DIR, DeadLetter, ParkedLetters, StoredLetter
+from ..engine.apply import Applier, ApplySettings
+from ..engine.circuit import CircuitBreaker
+from ..engine.outcomes import Outcome, check_accounting
+from ..engine.plan import DELTA, decide, insert_rows, new_workspace
+from ..engine.state import EVENT_MEMORY_DAYS, ShadowState
+from ..errors import CvcSyncError
+from ..records import RecordError, content_hash, parse_user
+from . import alerts
+from .context import ScheduleContext, carry_last_sync, iso, parse_time, read_options
+
+log = logging.getLogger(__name__)
+
+APPLIED, ALREADY, STALE, DUPLICATE = "applied", "alreadyApplied", "stale", "duplicate"
+RESCHEDULED, PARKED, NOT_DUE, PENDING = "rescheduled", "parked", "notDue", "pending"
+OUTCOMES = (APPLIED, ALREADY, STALE, DUPLICATE, RESCHEDULED, PARKED, NOT_DUE, PENDING)
+SETTLED = (APPLIED, ALREADY, STALE, DUPLICATE, RESCHEDULED, PARKED)  # removed from the sink
+NEVER_RETRYABLE, INVALID_LETTER, MAX_ATTEMPTS = "NeverRetryable", "InvalidLetter", "MaxAttempts"
+OPTIONS = {"pageSize": int, "maxLetters": int, "ignoreBackoff": bool}
+DEFAULT_PAGE_SIZE = 100
+MAX_LISTED = 100
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class InvalidLetter(CvcSyncError):
+    code = INVALID_LETTER
+
+
+@dataclass
+class _Item:
+    """One letter of a page and what it asks for: upsert ``record`` (validated user JSON) or delete ``user_id``."""
+
+    stored: StoredLetter
+    user_id: str = ""
+    op: str = ""
+    record: bytes | None = None
+    origin: datetime = _EPOCH  # the change's own time: occurredAt, else when the record first failed
+    event_id: str | None = None
+    outcome: str | None = None
+    error: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def letter(self) -> DeadLetter:
+        return self.stored.letter
+
+
+@dataclass
+class RedriveReport:
+    run_id: str
+    started_at: str
+    finished_at: str = ""
+    status: str = "done"
+    pages: int = 0
+    read: int = 0  # letters taken from the sink in this pass; each ends in exactly one outcome
+    outcomes: Counter[str] = field(default_factory=Counter)
+    state_generation: int | None = None
+    parked: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": "redrive",
+            "runId": self.run_id,
+            "status": self.status,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "pages": self.pages,
+            "read": self.read,
+            "outcomes": {name: self.outcomes.get(name, 0) for name in OUTCOMES},
+            "stateGenerationAfter": self.state_generation,
+            "parked": self.parked[:MAX_LISTED],
+            "failed": self.failed[:MAX_LISTED],
+            "messages": self.messages,
+        }
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _read_item(stored: StoredLetter, defaults: dict[str, str]) -> _Item:
+    """What the letter asks for; ``InvalidLetter`` when it is no user change (it can never succeed)."""
+    letter = stored.letter
+    item = _Item(stored)
+    record = letter.record
+    first_failed = parse_time(letter.first_failed_at) or _EPOCH
+    try:
+        if "type" in record:  # a change from the queue: {"type", "userId", "user", "eventId", "occurredAt"}
+            item.op = _text(record.get("type"))
+            user = record.get("user") if isinstance(record.get("user"), dict) else None
+            item.event_id = _text(record.get("eventId")) or None
+            item.origin = parse_time(record.get("occurredAt")) or first_failed
+        else:  # a row of an upload: the user's fields, or {"userId", "old"} with source.operation "delete"
+            item.op = _text(letter.source.get("operation")) or (
+                "delete" if set(record) <= {"userId", "old"} else "upsert"
+            )
+            user = record
+            item.origin = first_failed
+        if item.op == "upsert":
+            parsed = parse_user(user or {}, defaults=defaults)
+            item.user_id, item.record = parsed.user_id, parsed.to_json()
+        elif item.op == "delete":
+            item.user_id = _text(record.get("userId")) or _text((user or {}).get("userId"))
+        else:
+            raise InvalidLetter(f"the letter's operation is {item.op!r}, neither upsert nor delete")
+    except RecordError as exc:
+        raise InvalidLetter(f"the record is not a valid user: {exc.message}") from None
+    if not item.user_id:
+        raise InvalidLetter("the letter names no user")
+    return item
+
+
+class Redrive:
+    """One redrive pass (``run``) over the sink of ``ctx``; see the module docstring for what it guarantees."""
+
+    def __init__(self, ctx: ScheduleContext, options: dict[str, Any] | None = None) -> None:
+        checked = read_options("redrive", options or {}, OPTIONS)
+        self.ctx = ctx
+        self.page_size: int = checked.get("pageSize", DEFAULT_PAGE_SIZE)
+        self.max_letters: int | None = checked.get("maxLetters")
+        self.ignore_backoff: bool = checked.get("ignoreBackoff", False)
+        self.run_id = f"redrive-{uuid.uuid4()}"
+        self.report = RedriveReport(self.run_id, iso(ctx.now()))
+        self.breaker = CircuitBreaker()
+        self.parked = ParkedLetters(ctx.sync.store, ctx.bucket, ctx.key(PARKED_DIR))
+        self._handled: set[str] = set()  # identities settled in this pass: our own re-puts are not met twice
+        self._workdir: Path | None = None
+        self._state: ShadowState | None = None
+
+    # -- the pass -------------------------------------------------------------------------------------------------
+
+    def run(self) -> RedriveReport:
+        sink = self.ctx.sync.sink
+        if sink is None:
+            raise CvcSyncError("the redrive needs a dead-letter sink", code="NoDeadLetterSink")
+        with tempfile.TemporaryDirectory(prefix="cvcsync-redrive-") as tmp:
+            self._workdir = Path(tmp)
+            try:
+                pages = sink.pages(self.page_size)
+                while True:
+                    stop = self._reason_to_stop()
+                    if stop:
+                        self.report.status = stop
+                        break
+                    page = next(pages, None)
+                    if page is None:
+                        break
+                    fresh = [s for s in page if s.letter.identity not in self._handled]
+                    self.report.pages += 1
+                    self.report.read += len(fresh)
+                    self._page(fresh)
+                    if self.breaker.open:
+                        self.report.status = "circuit-open"
+                        self._circuit_opened()
+                        break
+            finally:
+                if self._state is not None:
+                    self._state.close()
+        return self._close()
+
+    def _reason_to_stop(self) -> str | None:
+        remaining = self.ctx.remaining()
+        if remaining is not None and remaining <= 2 * self.ctx.sync.settings.deadline_margin:
+            return "deadline"  # the next timer continues: what was not reached is still in the sink
+        if self.max_letters is not None and self.report.read >= self.max_letters:
+            return "max-letters"
+        return None
+
+    def _page(self, page: list[StoredLetter]) -> None:
+        items: list[_Item] = []
+        for stored in page:
+            if stored.letter.kind != "record":  # a malformed queue message (or an unreadable line): hopeless
+                items.append(_Item(stored, outcome=PARKED, reason=NEVER_RETRYABLE))
+                continue
+            try:
+                items.append(_read_item(stored, self.ctx.sync.settings.defaults))
+            except InvalidLetter as exc:
+                items.append(_Item(stored, outcome=PARKED, reason=f"{INVALID_LETTER}: {exc.message}"))
+        live = [i for i in items if i.outcome is None]
+        if live:
+            self._settle_duplicates(live)
+            state = self._fresh_state()
+            self._settle_stale([i for i in live if i.outcome is None], state)
+            self._settle_not_due([i for i in live if i.outcome is None])
+            due = [i for i in live if i.outcome is None]
+            if due:
+                self._apply(due, state)
+                self._remember([i for i in due if i.outcome in (APPLIED, ALREADY)])
+        self._write_back(items)
+
+    # -- deciding -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _settle_duplicates(items: list[_Item]) -> None:
+        """Per user, the newest letter counts (ties: the one redriven more often, i.e. a re-put copy)."""
+        best: dict[str, _Item] = {}
+        for item in items:
+            rank = (item.origin, item.letter.redrives)
+            current = best.get(item.user_id)
+            if current is None or rank >= (current.origin, current.letter.redrives):
+                if current is not None:
+                    current.outcome = DUPLICATE
+                best[item.user_id] = item
+            else:
+                item.outcome = DUPLICATE
+
+    @staticmethod
+    def _settle_stale(items: list[_Item], state: ShadowState) -> None:
+        """A letter older than the user's last known write (a change, a redrive, or a sync's upsert) is stale."""
+        ids = sorted({i.user_id for i in items})
+        newest: dict[str, datetime] = {}
+        for user_id, at in state.last_changes(ids).items():
+            moment = parse_time(at)
+            if moment is not None:
+                newest[user_id] = moment
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT user_id, synced_at FROM users WHERE user_id IN ({marks})"  # noqa: S608 - marks only
+            for user_id, at in state.db.execute(query, part):
+                moment = parse_time(at)
+                if moment is not None and moment > newest.get(user_id, _EPOCH):
+                    newest[user_id] = moment
+        for item in items:
+            if item.user_id in newest and newest[item.user_id] > item.origin:
+                item.outcome = STALE
+
+    def _settle_not_due(self, items: list[_Item]) -> None:
+        if self.ignore_backoff:
+            return
+        settings = self.ctx.settings
+        now = self.ctx.now()
+        for item in items:
+            wait = min(settings.redrive_backoff_max, settings.redrive_backoff * 2**item.letter.redrives)
+            failed = parse_time(item.letter.failed_at) or _EPOCH
+            if now < failed + timedelta(seconds=wait):
+                item.outcome = NOT_DUE
+
+    # -- applying -------------------------------------------------------------------------------------------------
+
+    def _apply(self, items: list[_Item], state: ShadowState) -> None:
+        """Through the engine's workspace and applier: batching, bisection of refused batches, deadline, circuit."""
+        assert self._workdir is not None
+        sync = self.ctx.sync
+        plan = new_workspace(self._workdir, mode=DELTA, state=state, source={"kind": "redrive"})
+        try:
+            rows: list[tuple[Any, ...]] = []
+            for line, item in enumerate(items, start=1):
+                if item.op == "delete":
+                    rows.append((line, item.user_id, "delete", None, None, None, None, None, None))
+                else:
+                    assert item.record is not None
+                    digest = content_hash(item.record)
+                    rows.append((line, item.user_id, "upsert", None, digest, item.record.decode(), None, None, None))
+            insert_rows(plan, rows)
+            decide(plan, state)
+            settings = ApplySettings(
+                batch_size=sync.cvc.settings.batch_size,
+                concurrency=sync.settings.concurrency,
+                deadline=sync.invocation.deadline,
+                margin=sync.settings.deadline_margin,
+            )
+            Applier(sync.cvc, settings, breaker=self.breaker).run(plan)
+            results = plan.db.execute("SELECT line, outcome, error FROM rows").fetchall()
+        finally:
+            plan.close()
+        for line, outcome, error in results:
+            item = items[line - 1]
+            if outcome in (Outcome.CREATED.value, Outcome.UPDATED.value, Outcome.DELETED.value):
+                item.outcome = APPLIED
+            elif outcome == Outcome.UNCHANGED.value:
+                item.outcome = ALREADY
+            elif outcome == Outcome.DEAD_LETTERED.value:
+                item.error = orjson.loads(error) if error else {}
+                item.outcome = RESCHEDULED  # or PARKED, decided in _write_back
+            else:
+                item.outcome = PENDING
+
+    def _remember(self, items: list[_Item]) -> None:
+        """Commit what CVC now holds. Redriven writes carry their own time, not the redrive's: a newer letter for
+        the same user met later in the pass must still win over the older one applied now."""
+        if not items:
+            return
+        applied = [i for i in items if i.outcome == APPLIED]
+
+        def changes(state: ShadowState) -> None:
+            carry_last_sync(state)
+            upserts = [i for i in applied if i.op == "upsert" and i.record is not None]
+            state.upsert([(i.user_id, content_hash(i.record), i.record.decode()) for i in upserts if i.record])
+            state.db.executemany(
+                "UPDATE users SET synced_at = ? WHERE user_id = ?",
+                [(i.origin.strftime("%Y-%m-%dT%H:%M:%SZ"), i.user_id) for i in upserts],
+            )
+            state.delete([i.user_id for i in applied if i.op == "delete"])
+            state.record_changes([(i.user_id, _change_time(i.origin), i.op) for i in items])
+            events = [i.event_id for i in items if i.event_id]
+            if events:
+                now = datetime.now(timezone.utc)
+                forget = now - timedelta(days=EVENT_MEMORY_DAYS)
+                state.record_events(events, now=_change_time(now), forget_before=_change_time(forget))
+
+        self.report.state_generation = self.ctx.sync.state.commit(changes, run_id=self.run_id)
+
+    # -- writing back ---------------------------------------------------------------------------------------------
+
+    def _write_back(self, items: list[_Item]) -> None:
+        """Re-put and park first, remove from the sink last: a crash in between leaves copies, never a gap."""
+        sink = self.ctx.sync.sink
+        assert sink is not None
+        max_attempts = self.ctx.settings.redrive_max_attempts
+        put_back: list[DeadLetter] = []
+        for item in items:
+            if item.outcome == RESCHEDULED:
+                again = self._failed_again(item)
+                if again.redrives >= max_attempts:
+                    item.outcome, item.reason = PARKED, MAX_ATTEMPTS
+                    self._park(item, again)
+                else:
+                    put_back.append(again)
+            elif item.outcome == PARKED:
+                self._park(item, item.letter)
+        if put_back:
+            sink.put(put_back)
+        settled = [i for i in items if i.outcome in SETTLED]
+        if settled:
+            sink.remove([i.stored.handle for i in settled])
+        for item in items:
+            assert item.outcome is not None
+            self.report.outcomes[item.outcome] += 1
+            if item.outcome in SETTLED:
+                self._handled.add(item.letter.identity)
+
+    def _failed_again(self, item: _Item) -> DeadLetter:
+        detail = item.error
+        code = str(detail.get("code") or "Unknown")
+        self.report.failed.append({"userId": item.user_id, "code": code, "requestId": detail.get("requestId")})
+        return item.letter.retried(
+            error_code=code,
+            error_message=str(detail.get("message") or ""),
+            request_id=detail.get("requestId") if isinstance(detail.get("requestId"), str) else None,
+            attempts=int(detail.get("attempts") or 1),
+            retryable=bool(detail.get("retryable", False)),
+            run_id=self.run_id,
+            now=self.ctx.now(),
+        )
+
+    def _park(self, item: _Item, letter: DeadLetter) -> None:
+        if not self.parked.put(letter, item.reason):
+            log.info("letter was parked already (an earlier pass stopped before removing it)")
+        self.report.parked.append(
+            {
+                "userId": item.user_id or None,
+                "reason": item.reason,
+                "errorCode": letter.error_code,
+                "failures": len(letter.failures()),
+                "key": self.parked.key_for(letter),
+            }
+        )
+
+    # -- state and the end ----------------------------------------------------------------------------------------
+
+    def _fresh_state(self) -> ShadowState:
+        """The newest state, downloaded again only when a commit (ours or another run's) moved it on."""
+        assert self._workdir is not None
+        store = self.ctx.sync.state
+        generation = store.latest_generation()
+        if self._state is None or self._state.generation != generation:
+            if self._state is not None:
+                self._state.close()
+            self._state = store.checkout(self._workdir, generation)
+        return self._state
+
+    def _circuit_opened(self) -> None:
+        reason = self.breaker.reason or "CVC failing"
+        self.report.messages.append(f"circuit open: {reason}")
+        alerts.mark_circuit_open(
+            self.ctx.sync.store,
+            self.ctx.bucket,
+            self.ctx.output_prefix,
+            reason=reason,
+            source="redrive",
+            request_id=self.ctx.sync.invocation.request_id,
+            now=self.ctx.now(),
+        )
+
+    def _close(self) -> RedriveReport:
+        report = self.report
+        report.finished_at = iso(self.ctx.now())
+        check_accounting(report.read, dict(report.outcomes))
+        if report.read:
+            key = self.ctx.key("reports", "redrive", f"{self.run_id}.json")
+            self.ctx.sync.put_json(key, report.to_dict())
+        if report.parked:
+            codes = Counter(p["errorCode"] for p in report.parked)
+            self.ctx.alerter.raise_alert(
+                alerts.Alert(
+                    alerts.LETTERS_PARKED,
+                    f"the redrive parked {len(report.parked)} dead letter(s) under {self.ctx.key(PARKED_DIR)}",
+                    {"parked": len(report.parked), "errorCodes": dict(sorted(codes.items())), "runId": self.run_id},
+                ),
+                source="redrive",
+                request_id=self.ctx.sync.invocation.request_id,
+            )
+        outcomes = {k: v for k, v in report.outcomes.items() if v}
+        log.info(
+            "redrive %s",
+            report.status,
+            extra={"runId": self.run_id, "outcomes": outcomes, "pages": report.pages},
+        )
+        return report
+
+
+def _change_time(moment: datetime) -> str:
+    """The changes table's format (the queue path compares these strings): microseconds, ``Z``."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_redrive(ctx: ScheduleContext, options: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    report = Redrive(ctx, options).run()
+    return {**report.to_dict(), "durationMs": round((time.monotonic() - started) * 1000, 1)}

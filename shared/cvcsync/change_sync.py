@@ -208,6 +208,16 @@ def sync_changes(batch: QueueBatch, ctx: SyncContext, *, breaker: CircuitBreaker
     report.status = "circuit-open" if breaker.open else "applied"
     if breaker.reason:
         report.messages.append(f"circuit open: {breaker.reason}")
+        from .schedule.alerts import mark_circuit_open  # the heartbeat task alerts on this marker
+
+        mark_circuit_open(
+            ctx.store,
+            ctx.output_bucket,
+            ctx.settings.output_prefix,
+            reason=breaker.reason,
+            source="queue",
+            request_id=ctx.invocation.request_id,
+        )
     log.info(
         "changes synced",
         extra={

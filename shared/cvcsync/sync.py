@@ -218,7 +218,13 @@ def _commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
                 state.upsert(batch)
                 batch = []
         state.upsert(batch)
-        state.delete(list(deletes))
+        removed = list(deletes)
+        state.delete(removed)
+        # The run's start is when these changes "occurred": a queue event older than this snapshot is stale, and a
+        # deleted user keeps a tombstone, so a late create from a queue or a redrive cannot resurrect them.
+        at = report.started_at.replace("Z", ".000000Z")
+        written = plan.db.execute("SELECT user_id FROM rows WHERE outcome IN ('created', 'updated')")
+        state.record_changes([(uid, at, "upsert") for (uid,) in written] + [(uid, at, "delete") for uid in removed])
 
     accepted = plan.mode == "full" and not report.refused
     written = plan.db.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from typing import Any
 
@@ -320,3 +321,32 @@ def test_a_real_sqs_redrive_moves_a_message_that_keeps_failing(env: dict[str, st
     moved = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10).get("Messages", [])
     assert [orjson.loads(m["Body"])["user"]["userId"] for m in moved] == ["down"]
     assert "down" not in users(emulator)
+
+
+def test_an_open_circuit_leaves_a_marker_for_the_heartbeat(env: dict[str, str], moto: Any) -> None:
+    env = {**env, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "wrong"}
+    handle(sqs_event(upsert("a", "甲", "2024-05-01T00:00:01Z")), LocalLambdaContext("queue"), env=env)
+    marker = orjson.loads(
+        moto.s3_client().get_object(Bucket=STATE_BUCKET, Key="cvc-sync/alerts/circuit-open")["Body"].read()
+    )
+    assert marker["source"] == "queue" and "SignatureDoesNotMatch" in marker["reason"]
+
+
+def test_a_snapshots_deletion_is_a_tombstone_for_older_queue_events(
+    env: dict[str, str], moto: Any, emulator: Any
+) -> None:
+    from cvcsync.runtime import from_context
+    from cvcsync.services import build_context
+    from cvcsync.sync import sync_source
+
+    ctx = build_context(from_context(None), STATE_BUCKET, inline=None, env=env)
+    header = b"userId,userName,groupId,groupName\n"
+    sync_source(
+        io.BytesIO(header + b"a,A,88,G\nb,B,88,G\n"), name="s.csv", source={"key": "s.csv"}, mode="full", ctx=ctx
+    )
+    sync_source(
+        io.BytesIO(header + b"a,A,88,G\n"), name="s.csv", source={"key": "s.csv"}, mode="full", ctx=ctx, approved=True
+    )
+    assert "b" not in users(emulator)
+    late = handle(sqs_event(upsert("b", "B", "2024-05-01T00:00:01Z", event_id="old")), LocalLambdaContext("q"), env=env)
+    assert late["outcomes"]["stale"] == 1 and "b" not in users(emulator)

@@ -281,6 +281,61 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return emulator_main(args.emulator_args)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .http_api.server import serve
+
+    return serve(host=args.host, port=args.port, threads=args.threads)
+
+
+def _request_body(data: str | None) -> bytes | None:
+    """``--data``: JSON text, ``@file``, or ``@-`` for standard input; checked to be JSON before it is signed."""
+    if data is None:
+        return None
+    if data == "@-":
+        raw = sys.stdin.buffer.read()
+    elif data.startswith("@"):
+        path = Path(data[1:])
+        if not path.is_file():
+            raise InvalidInputError(f"{data[1:]}: no such file", code="NoSuchFile")
+        raw = path.read_bytes()
+    else:
+        raw = data.encode("utf-8")
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"--data is not JSON: {exc}", code="InvalidJson") from None
+    return raw
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    """One signed request to the HTTP API; the answer's JSON on stdout, its error on stderr, the status as exit code."""
+    import requests
+
+    from .http_api.client import auth_from_env, call, endpoint_from_env
+
+    endpoint = endpoint_from_env(os.environ, args.api_endpoint)
+    auth = auth_from_env(os.environ, endpoint=endpoint, key_id=args.key_id, bearer=args.bearer)
+    try:
+        response = call(args.method, args.path, body=_request_body(args.data), endpoint=endpoint, auth=auth)
+    except requests.RequestException as exc:
+        print(f"cvcsync: error: {type(exc).__name__} calling {endpoint}", file=sys.stderr)
+        return EXIT_CVC
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"status": response.status_code, "text": response.text[:2000]}
+    _emit(answer)
+    if response.status_code >= 400 or response.status_code == 207:
+        error = answer.get("error", {}) if isinstance(answer, dict) else {}
+        detail = f"{error.get('code')}: {error.get('message')}" if error else "some records were not applied"
+        print(f"cvcsync: HTTP {response.status_code} {detail}", file=sys.stderr)
+    if response.status_code >= 500:
+        return EXIT_CVC
+    if response.status_code >= 400 or response.status_code == 207:
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvcsync", description="Keep CVC's user directory in step with HR.")
     parser.add_argument("--version", action="version", version=f"cvcsync {__version__}")
@@ -334,6 +389,26 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--platform", choices=("fc", "lambda"), default="fc")
     invoke.add_argument("--timeout", type=int, default=60, help="the function's timeout in seconds")
     invoke.set_defaults(run=_cmd_invoke)
+
+    serve = commands.add_parser("serve", help="run the HTTP API on loopback (the functions' WSGI app, waitress)")
+    serve.add_argument("--host", default="127.0.0.1", help="a loopback address (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default %(default)s)")
+    serve.add_argument("--threads", type=int, default=8, help="worker threads (default %(default)s)")
+    serve.set_defaults(run=_cmd_serve)
+
+    call = commands.add_parser("call", help="send one signed request to the HTTP API (docs/http-api.md)")
+    call.add_argument("method", type=str.upper, choices=("GET", "PUT", "POST", "DELETE"), metavar="METHOD")
+    call.add_argument("path", metavar="PATH", help="the route, e.g. /users/u-1001 or '/runs/<id>?x=1'")
+    call.add_argument("--data", metavar="JSON|@FILE", help="the JSON body: text, @file, or @- for stdin")
+    call.add_argument(
+        "--endpoint",
+        dest="api_endpoint",
+        metavar="URL",
+        help="the HTTP API's base URL (default: $CVCSYNC_HTTP_ENDPOINT, else http://127.0.0.1:8080)",
+    )
+    call.add_argument("--key-id", help="which key of $CVCSYNC_HTTP_KEYS signs (default: the last listed)")
+    call.add_argument("--bearer", action="store_true", help="send the last token of $CVCSYNC_HTTP_TOKENS instead")
+    call.set_defaults(run=_cmd_call)
 
     emulator = commands.add_parser("emulator", help="run the local CVC emulator (see docs/emulator.md)", add_help=False)
     emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)

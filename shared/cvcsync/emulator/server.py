@@ -8,14 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
-from types import FrameType, TracebackType
-from typing import Any
 
 from ..config import ENV_EMULATOR_ACCESS_KEYS
+from ..wsgi_server import WsgiServer
 from .app import DEFAULT_CAPACITY, DEFAULT_CONCURRENT_MAX, DEFAULT_MAX_BATCH, EmulatorApp
 from .faults import FaultSettings
 from .keys import AccessKey, parse_access_key, parse_access_keys
@@ -38,12 +35,8 @@ class _DropWarningFilter(logging.Filter):
 _drop_filter = _DropWarningFilter()
 
 
-class EmulatorServer:
-    """The emulator served by waitress on a background thread, for in-process use (benchmarks, tests).
-
-    The socket is bound when the object is made, so ``url`` is known at once (port 0 picks a free port);
-    ``start()`` (or ``with``) begins serving and ``stop()`` ends it, waiting for the serving thread.
-    """
+class EmulatorServer(WsgiServer):
+    """The emulator served by waitress (``WsgiServer``), for in-process use (benchmarks, tests, the demo)."""
 
     def __init__(
         self,
@@ -53,72 +46,15 @@ class EmulatorServer:
         port: int = 0,
         threads: int = DEFAULT_THREADS,
     ) -> None:
-        from waitress import wasyncore
-        from waitress.server import MultiSocketServer, create_server
-
         logging.getLogger("waitress").addFilter(_drop_filter)
-        self.app = app
-        self._wasyncore = wasyncore
-        self._server: Any = create_server(
+        super().__init__(
             app,
             host=host,
             port=port,
             threads=threads,
             ident="cvcsync-emulator",
             connection_limit=max(100, threads * 64),
-            asyncore_use_poll=True,
-            clear_untrusted_proxy_headers=True,
         )
-        if isinstance(self._server, MultiSocketServer):
-            self._map = self._server.map
-            bound_host, bound_port = self._server.effective_listen[0][:2]
-        else:
-            self._map = self._server._map
-            bound_host, bound_port = self._server.effective_host, self._server.effective_port
-        self.host: str = str(bound_host)
-        self.port: int = int(bound_port)
-        shown = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{shown}:{self.port}"
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def serve_forever(self) -> None:
-        """Serve on the calling thread until ``stop()``, then shut the worker threads and sockets down."""
-        try:
-            while not self._stopping.is_set():
-                self._wasyncore.loop(timeout=0.5, map=self._map, use_poll=True, count=1)
-        finally:
-            self._server.task_dispatcher.shutdown()
-            self._wasyncore.close_all(self._map)
-
-    def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="cvcsync-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def request_stop(self) -> None:
-        """Ask the serving loop to end; safe to call from a signal handler."""
-        self._stopping.set()
-        pull = getattr(self._server, "pull_trigger", None)
-        if pull is not None:
-            pull()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _non_negative_int(text: str) -> int:
@@ -266,16 +202,7 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
             print(f"cvcsync emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
 
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            server.request_stop()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            print(READY_LINE.format(url=server.url), flush=True)
-            server.serve_forever()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        server.serve_until_signalled(READY_LINE.format(url=server.url))
     finally:
         store.close()
     return 0

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from .changes import MalformedMessage, UserChange, parse_changes
+from .context import SyncContext
 from .deadletters import DeadLetter
 from .engine.apply import Applier, ApplySettings
 from .engine.circuit import CircuitBreaker
@@ -36,7 +37,6 @@ from .engine.state import EVENT_MEMORY_DAYS, ShadowState
 from .errors import CvcSyncError
 from .events.queue import QueueBatch, QueueMessage
 from .records import content_hash
-from .sync import SyncContext
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .columns import ColumnMap
 from .config import (
     ENV_AWS_DEFAULT_REGION,
     ENV_AWS_REGION,
@@ -24,14 +23,13 @@ from .config import (
     CvcSettings,
     SyncSettings,
 )
+from .context import Dispatcher, SyncContext
 from .credentials import default_credentials, from_fc_context
 from .cvc import CvcClient
 from .deadletters import LogDeadLetterSink, deadletter_sink_from_env
-from .dispatch import FcDispatcher, InlineDispatcher, LambdaDispatcher, QueueDispatcher
 from .errors import ConfigurationError
 from .objects import LocalObjectStore, S3ObjectStore, s3_client
 from .runtime import FC, LAMBDA, Invocation
-from .sync import Dispatcher, SyncContext
 
 T = TypeVar("T")
 _cache: dict[tuple[Any, ...], Any] = {}
@@ -86,6 +84,8 @@ def dispatcher(
     settings: SyncSettings, invocation: Invocation, env: Mapping[str, str], inline: Callable[[dict[str, Any]], Any]
 ) -> Dispatcher | None:
     """Where continuations and chunks go: the configured fan-out, else the platform's own async invocation."""
+    from .dispatch import FcDispatcher, InlineDispatcher, LambdaDispatcher, QueueDispatcher
+
     mode = settings.fanout
     if mode == "off":
         mode = {FC: "fc", LAMBDA: "lambda"}.get(invocation.platform, "inline")
@@ -98,6 +98,12 @@ def dispatcher(
     if mode == "fc":
         return FcDispatcher(invocation)
     return LambdaDispatcher(invocation)
+
+
+def _column_map(env: Mapping[str, str]) -> Any:
+    from .columns import ColumnMap  # only uploads read columns: the queue path does not pay for it
+
+    return ColumnMap.from_env(env)
 
 
 def stateless_context(invocation: Invocation, env: Mapping[str, str]) -> SyncContext:
@@ -116,7 +122,7 @@ def stateless_context(invocation: Invocation, env: Mapping[str, str]) -> SyncCon
         sink=LogDeadLetterSink(),
         invocation=invocation,
         calls_baseline=Counter(client.calls),
-        column_map=ColumnMap.from_env(env),
+        column_map=_column_map(env),
     )
 
 
@@ -146,5 +152,5 @@ def build_context(
         invocation=invocation,
         dispatcher=dispatcher(settings, invocation, env, inline) if inline is not None else None,
         calls_baseline=Counter(client.calls),
-        column_map=ColumnMap.from_env(env),
+        column_map=_column_map(env),
     )

@@ -14,68 +14,31 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import orjson
 
 from .columns import ColumnMap
-from .config import SyncSettings
+from .context import Dispatcher, SyncContext
 from .cvc import CvcClient
-from .deadletters import DeadLetter, DeadLetterSink
+from .deadletters import DeadLetter
 from .engine import guards as gates
 from .engine.apply import CHECKPOINTED, Applier, ApplySettings
 from .engine.outcomes import Outcome, RunReport, check_accounting
 from .engine.plan import CREATE, DELETE, UPDATE, PlanInput, SyncPlan, build_plan
-from .engine.state import ShadowState, StateConflict, StateStore
+from .engine.state import ShadowState, StateConflict
 from .errors import CvcError, CvcSyncError
 from .events.types import ObjectUploaded
-from .objects import ObjectStore
 from .readers import read_records
-from .runtime import Invocation
 
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS_IN_REPORT = 100
 DRY_RUN, APPLIED, REFUSED, FANNED_OUT = "dry-run", "applied", "refused", "fanned-out"
-
-
-class Dispatcher(Protocol):
-    """Hands events to new invocations of this function (async invoke, a queue, or threads locally)."""
-
-    def dispatch(self, events: list[dict[str, Any]]) -> None: ...
-
-
-@dataclass
-class SyncContext:
-    """Everything a run talks to; built lazily from the environment by the functions, explicitly by tests."""
-
-    settings: SyncSettings
-    cvc: CvcClient
-    store: ObjectStore
-    output_bucket: str
-    sink: DeadLetterSink | None
-    invocation: Invocation
-    dispatcher: Dispatcher | None = None
-    on_progress: Callable[[int], None] | None = None
-    on_apply_start: Callable[[int], None] | None = None
-    state_store: StateStore | None = None
-    calls_baseline: Counter[str] = field(default_factory=Counter)
-    column_map: ColumnMap = field(default_factory=ColumnMap.from_env)  # the client outlives runs: count only ours
-
-    @property
-    def state(self) -> StateStore:
-        if self.state_store is None:
-            self.state_store = StateStore(self.store, self.output_bucket, self.settings.key("state") + "/")
-        return self.state_store
-
-    def put_json(self, key: str, value: Any) -> None:
-        self.store.put_bytes(self.output_bucket, key, orjson.dumps(value), content_type="application/json")
 
 
 def _now() -> str:
@@ -295,7 +258,11 @@ def sync_source(
         state = ctx.state.checkout(workdir)
         try:
             rows = read_records(stream, name=name, encoding=ctx.settings.encoding)
-            plan = build_plan(PlanInput(rows, mode, ctx.settings.defaults, ctx.column_map, source), state, workdir)
+            plan = build_plan(
+                PlanInput(rows, mode, ctx.settings.defaults, ctx.column_map or ColumnMap.from_env(), source),
+                state,
+                workdir,
+            )
             report = _evaluate_guards(plan, state, ctx, approved)
         finally:
             state.close()

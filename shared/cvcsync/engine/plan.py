@@ -21,15 +21,17 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..columns import ColumnMap
 from ..errors import InvalidInputError
-from ..readers import SourceRow
 from ..records import RecordError, content_hash, fast_user_json, parse_user
 from .outcomes import Outcome, Problem
+
+if TYPE_CHECKING:
+    from ..columns import ColumnMap
+    from ..readers import SourceRow
 from .state import ShadowState
 
 FULL, DELTA = "full", "delta"
@@ -70,7 +72,7 @@ class PlanInput:
     rows: Iterable[SourceRow]
     mode: str
     defaults: Mapping[str, str] = field(default_factory=dict)
-    mapper: ColumnMap = field(default_factory=ColumnMap)
+    mapper: ColumnMap | None = None  # None: the document's names and the presets (``ColumnMap()``)
     source: dict[str, Any] = field(default_factory=dict)
 
 
@@ -308,6 +310,10 @@ def _reject(line: int, user_id: str | None, problem: str) -> tuple[Any, ...]:
 def _classify_rows(item: PlanInput, notices: _Notices) -> Iterator[tuple[Any, ...]]:
     """Rows as (line, user_id, kind, op, hash, record, problem, outcome) tuples for the workspace."""
     defaults = item.defaults
+    if item.mapper is None:
+        from ..columns import ColumnMap
+
+        item.mapper = ColumnMap()
     mapper = item.mapper
     for row in item.rows:
         if row.error:

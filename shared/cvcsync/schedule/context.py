@@ -25,9 +25,9 @@ from ..config import (
     _float,
     _int,
 )
+from ..context import SyncContext
 from ..engine.state import ShadowState
 from ..errors import ConfigurationError, InvalidInputError
-from ..sync import SyncContext
 from .alerts import Alerter
 
 REPORT, HEAL_STATE, HEAL_CVC = "report", "heal-state", "heal-cvc"

@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -96,22 +97,12 @@ def events_per_second(env: dict[str, str], size: int, batches: int) -> float:
 
 def cold(script: str, runs: int, emulator_url: str, env: dict[str, str]) -> tuple[float, bool]:
     samples, boto = [], False
+    command = [sys.executable, "-c", script, "", KEY_ID, KEY_SECRET, emulator_url.removeprefix("http://")]
     for n in range(runs):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                script,
-                f"cold-{n}-{time.time_ns()}",
-                KEY_ID,
-                KEY_SECRET,
-                emulator_url.removeprefix("http://"),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        ).stdout.split()
+        command[3] = f"cold-{n}-{time.time_ns()}"
+        with tempfile.TemporaryDirectory() as fresh_tmp:  # a new container: its /tmp is empty
+            run_env = {**env, "TMPDIR": fresh_tmp}
+            out = subprocess.run(command, capture_output=True, text=True, env=run_env, check=True).stdout.split()
         samples.append(float(out[0]))
         boto = boto or out[1] == "True"
     return statistics.median(samples), boto

@@ -7,7 +7,7 @@ EMULATOR_PORT ?= 8765
 # Documented demo keys for `make emulator` and `make demo`: never valid anywhere but on this machine.
 DEMO_KEY ?= demo-key:demo-secret-not-for-production
 
-.PHONY: help install test lint emulator bench demo clean
+.PHONY: help install test lint emulator bench demo clean package deploy-fc deploy-aws
 
 help:
 	@echo "make demo      the upload function end to end: emulator + moto (S3, SQS) on loopback, three exports"
@@ -15,6 +15,8 @@ help:
 	@echo "make lint      ruff + mypy"
 	@echo "make emulator  run the CVC emulator on 127.0.0.1:$(EMULATOR_PORT) with the demo key"
 	@echo "make bench     benchmarks: client and sync vs the official SDK, planning vs csv.reader"
+	@echo "make package   build dist/fc and dist/lambda: layer.zip and one zip per function (docs/deploy.md)"
+	@echo "make deploy-fc / deploy-aws   deploy with the cloud's CLI; says what is missing first (docs/deploy.md)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +30,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared functions tests bench
-	$(BIN)/ruff format --check shared functions tests bench
+	$(BIN)/ruff check shared functions tests bench deploy
+	$(BIN)/ruff format --check shared functions tests bench deploy
 	$(BIN)/mypy
 
 emulator: $(STAMP)
@@ -43,6 +45,24 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m cvcsync.demo
+
+# Deployment (docs/deploy.md). Never run in CI. Example:
+#   make deploy-aws STACK=cvc-sync ARTIFACT_BUCKET=my-artefacts REGION=eu-west-1 \
+#     PARAMS='UploadBucketName=my-hr-exports CvcAccessKeyId=... CvcAccessKeySecret=...'
+STACK ?=
+ARTIFACT_BUCKET ?=
+REGION ?=
+PARAMS ?=
+DEPLOY_ARGS = --stack '$(STACK)' --artifact-bucket '$(ARTIFACT_BUCKET)' --region '$(REGION)' $(foreach p,$(PARAMS),--param '$(p)')
+
+package: $(STAMP)
+	$(BIN)/python deploy/package.py
+
+deploy-fc: $(STAMP)
+	$(BIN)/python deploy/deploy.py fc $(DEPLOY_ARGS)
+
+deploy-aws: $(STAMP)
+	$(BIN)/python deploy/deploy.py aws $(DEPLOY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -44,7 +44,18 @@ def mask_mobile(value: str | None) -> str | None:
     return f"{digits[:3]}****{digits[-4:]}"
 
 
+# A secret inside free text: a query parameter (``SecurityToken=...&``), a header in a repr (``'X-Amz-Security-Token':
+# '...'``), a JSON field. Its value is redacted whatever logged it (urllib3 and botocore log URLs and headers at DEBUG).
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)((?:SecurityToken|Signature|AccessKeySecret|access_key_secret|security_token|x-amz-security-token|"
+    r"authorization|x-cvcsync-signature|aws_secret_access_key|aws_session_token)[\"']?\s*[:=]\s*[\"']?)"
+    r"([^&\s\"',}]+)"
+)
+THIRD_PARTY_LOGGERS = ("urllib3", "botocore", "boto3", "s3transfer", "waitress", "fc2")
+
+
 def scrub_text(text: str) -> str:
+    text = _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}[redacted]", text)
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     return _MOBILE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(3)}", text)
 
@@ -88,6 +99,8 @@ def configure_logging(level: str | int = "INFO", stream: Any = None) -> None:
     level is set every time, so each invocation runs at the level its configuration asks for."""
     root = logging.getLogger()
     root.setLevel(level if isinstance(level, int) else level.upper())
+    for name in THIRD_PARTY_LOGGERS:  # their DEBUG lines carry URLs and headers; ours say what matters
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     if any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
         return
     if root.handlers:

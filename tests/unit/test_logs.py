@@ -45,3 +45,14 @@ def test_json_formatter_carries_extra_fields_and_request_id() -> None:
     assert line["signature"] == "[redacted]"
     assert line["mobile"] == "138****1234"
     assert line["time"].endswith("Z")
+
+
+def test_secrets_inside_free_text_are_redacted() -> None:
+    line = (
+        "POST /?Action=GetUser&SecurityToken=tok123&Signature=abc%3D&UserId=u1 "
+        "{'X-Amz-Security-Token': 'sess', 'Authorization': 'AWS4 sig'} access_key_secret=s3cr3t"
+    )
+    scrubbed = scrub(line)
+    for secret in ("tok123", "abc%3D", "sess", "AWS4", "s3cr3t"):
+        assert secret not in scrubbed
+    assert "UserId=u1" in scrubbed and "SecurityToken=[redacted]" in scrubbed

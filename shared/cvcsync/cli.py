@@ -8,7 +8,6 @@ rejected), so scripts can tell them apart.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -436,8 +435,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["emulator"]:
+        # Everything after "emulator" is the emulator's own (argparse's REMAINDER drops options like --host).
+        return _run(argparse.Namespace(run=_cmd_emulator, emulator_args=arguments[1:]))
+    args = build_parser().parse_args(arguments)
     level = "INFO" if args.verbose else os.environ.get(ENV_LOG_LEVEL, "ERROR")
     configure_logging(level)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
     return _run(args)

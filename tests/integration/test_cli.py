@@ -119,3 +119,22 @@ def test_the_secret_never_reaches_the_verbose_log(emulator: Any) -> None:
     assert '"action":"CreateUser"' in result.stderr
     assert emulator.access_key_secret not in result.stderr + result.stdout
     assert "13800000001" not in result.stderr
+
+
+def test_the_emulator_subcommand_takes_its_own_options() -> None:
+    """``cvcsync emulator --host ... --port 0 --access-key ...`` as ``make emulator`` runs it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cvcsync", "emulator", "--host", "127.0.0.1", "--port", "0", "--access-key", "k:s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the readiness line comes first, or the process ends
+        assert line.startswith("cvcsync emulator listening on http://127.0.0.1:"), (
+            process.stderr.read() if process.stderr else ""
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 # camelCase (admin API) name of each setting.
-_JSON_NAMES = {
+JSON_NAMES = {
     "latency_ms": "latencyMs",
     "jitter_ms": "jitterMs",
     "throttle_rate": "throttleRate",
@@ -43,28 +43,28 @@ class FaultSettings:
         for name in _RATES:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{_JSON_NAMES[name]} must be between 0 and 1, got {value}")
+                raise ValueError(f"{JSON_NAMES[name]} must be between 0 and 1, got {value}")
         if sum(getattr(self, name) for name in _RATES) > 1.0 + 1e-9:
             raise ValueError("throttleRate + errorRate + dropRate must not exceed 1")
         for name in ("latency_ms", "jitter_ms", "retry_after_ms"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{_JSON_NAMES[name]} must not be negative")
+                raise ValueError(f"{JSON_NAMES[name]} must not be negative")
 
     @property
     def active(self) -> bool:
         return bool(self.latency_ms or self.jitter_ms or any(getattr(self, name) for name in _RATES))
 
     def to_json(self) -> dict[str, Any]:
-        return {_JSON_NAMES[name]: value for name, value in asdict(self).items()}
+        return {JSON_NAMES[name]: value for name, value in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultSettings:
         """From the admin API's camelCase object; absent settings take their defaults (faults off)."""
-        unknown = set(data) - set(_JSON_NAMES.values())
+        unknown = set(data) - set(JSON_NAMES.values())
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
-        for name, json_name in _JSON_NAMES.items():
+        for name, json_name in JSON_NAMES.items():
             if json_name not in data:
                 continue
             value = data[json_name]

@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from .process import stop_process
+
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -76,14 +78,7 @@ class MotoServer:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then wait; kill only if it does not stop in time. Returns the exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
 
 def _drain(stream: IO[bytes], into: collections.deque[bytes]) -> None:

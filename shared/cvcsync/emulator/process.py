@@ -20,17 +20,21 @@ from typing import Any
 
 import requests
 
+from .faults import JSON_NAMES
+
 READY_PREFIX = "cvcsync emulator listening on "
 
-_FAULT_NAMES = {
-    "latency_ms": "latencyMs",
-    "jitter_ms": "jitterMs",
-    "throttle_rate": "throttleRate",
-    "error_rate": "errorRate",
-    "drop_rate": "dropRate",
-    "retry_after_ms": "retryAfterMs",
-    "seed": "seed",
-}
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM, then wait; kill only if it does not stop in time. Returns the exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return process.returncode
 
 
 class EmulatorStartError(RuntimeError):
@@ -64,7 +68,7 @@ class EmulatorProcess:
 
     def set_faults(self, **settings: float) -> dict[str, Any]:
         """Replace the fault settings (snake_case names: latency_ms, throttle_rate, error_rate, drop_rate, seed...)."""
-        return dict(self.admin("PUT", "faults", {_FAULT_NAMES[name]: value for name, value in settings.items()}))
+        return dict(self.admin("PUT", "faults", {JSON_NAMES[name]: value for name, value in settings.items()}))
 
     def reset(self) -> None:
         self.admin("POST", "reset")
@@ -91,13 +95,7 @@ class EmulatorProcess:
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then wait; kill only if it does not stop in time. Returns the exit status."""
         self.session.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        stop_process(self.process, timeout)
         if self.process.stdout is not None:
             self.process.stdout.close()
         if self.stderr_path.exists():

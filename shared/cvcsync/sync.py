@@ -290,9 +290,16 @@ def sync_source(
             plan.close()
 
 
+def _mark_in_flight(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
+    """Before the first write: tell the state which users this run may change (see ``engine.state``), once."""
+    if "inFlight" not in report.state:
+        report.state["inFlight"] = ctx.state.mark_in_flight(report.run_id, plan.in_flight())
+
+
 def _apply_and_finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float, workdir: Path) -> RunReport:
     settings = ctx.settings
     pending = plan.pending_count()
+    _mark_in_flight(plan, report, ctx)
     if settings.fanout != "off" and pending > settings.fanout_threshold and ctx.dispatcher is not None:
         return _fan_out(plan, report, ctx, workdir)
     applied_at = time.monotonic()

@@ -140,7 +140,10 @@ def test_failures_are_dead_lettered_with_source_and_reason(env: dict[str, str], 
     assert first["source"]["bucket"] == BUCKET and first["source"]["key"] == FC_KEY and first["source"]["line"] == 2
     assert first["record"]["userId"] == "e0000" and first["errorCode"] in ("InternalError", "ServiceUnavailable")
     assert first["attempts"] == 2 and first["requestId"]
-    assert read_json(moto, "cvc-sync/state/manifest.json")["users"] == 0  # the state never claims a failed write
+    manifest = read_json(moto, "cvc-sync/state/manifest.json")
+    assert manifest["users"] == 0  # the state never claims a failed write ...
+    assert manifest["uncertain"] == 7  # ... nor forgets one: CVC may hold what a lost answer did
+    assert keys(moto, "cvc-sync/state/in-flight/") == []  # the run's in-flight list was folded into its commit
 
 
 def test_dead_letters_to_an_sqs_queue(env: dict[str, str], moto: Any, emulator: Any) -> None:

@@ -1,8 +1,12 @@
 """The shadow state: what cvc-sync last synced, per user a content hash and the record, in SQLite.
 
 CVC has no cheap way to list a large directory, so cvc-sync remembers what it applied. Only successful calls
-change the state, and the state is committed after apply, so it never claims what CVC does not hold (at worst it
-under-claims, and the next run re-sends a harmless upsert).
+change the state, and the state is committed after apply. Between the first write of a run and its commit, CVC may
+hold what the state does not know yet (a run killed mid-way, a call whose answer was lost): so before its first
+write a run puts an *in-flight* list of the users it is about to touch under ``in-flight/``, and every checkout
+folds those lists in as *uncertain* users (hash ``''``). An uncertain user matches no content, so the next plan
+re-sends or re-deletes it; the state claims content only where CVC is known to hold it, and nothing CVC may hold
+is forgotten. A commit removes the lists it folded in (their users stay uncertain until a write settles them).
 
 In the object store a state is a series of immutable generations, ``gen-00000007.sqlite.gz``, each written
 create-only: two runs committing at once cannot both win the same generation; the loser re-reads the newest one,
@@ -17,7 +21,7 @@ import logging
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +47,8 @@ CREATE TABLE IF NOT EXISTS changes (user_id TEXT PRIMARY KEY, occurred_at TEXT N
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
 """
+UNCERTAIN = ""  # the hash of a user a run may have written without recording it: it matches no content
+IN_FLIGHT_DIR = "in-flight/"
 EVENT_MEMORY_DAYS = 7
 MAX_COMMIT_ATTEMPTS = 8
 KEEP_GENERATIONS = 3
@@ -66,6 +72,7 @@ class ShadowState:
         self.generation = generation
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.executescript(SCHEMA)
+        self.in_flight_keys: list[str] = []  # the in-flight lists folded into this copy (see the module doc)
 
     def close(self) -> None:
         self.db.close()
@@ -103,6 +110,19 @@ class ShadowState:
 
     def delete(self, user_ids: list[str]) -> None:
         self.db.executemany("DELETE FROM users WHERE user_id = ?", [(uid,) for uid in user_ids])
+
+    def mark_uncertain(self, entries: list[tuple[str, str | None]]) -> None:
+        """(user_id, record JSON or None): users a run may have written. Known ones keep their record and their
+        last sync time and lose their hash; unknown ones (a create) are added with the record the run meant to
+        write and no sync time (nothing was confirmed, so a dead letter for them is never "older")."""
+        self.db.executemany(
+            "INSERT INTO users (user_id, hash, record, synced_at) VALUES (?, ?, ?, '') "
+            "ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash",
+            [(uid, UNCERTAIN, record or orjson.dumps({"userId": uid}).decode()) for uid, record in entries],
+        )
+
+    def uncertain_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM users WHERE hash = ?", (UNCERTAIN,)).fetchone()[0])
 
     # -- change events: ordering and idempotency --------------------------------------------------------------
 
@@ -155,6 +175,40 @@ class StateStore:
     def _key(self, generation: int) -> str:
         return f"{self.prefix}gen-{generation:08d}.sqlite.gz"
 
+    def in_flight_key(self, run_id: str) -> str:
+        return f"{self.prefix}{IN_FLIGHT_DIR}{run_id}.ndjson.gz"
+
+    def mark_in_flight(self, run_id: str, entries: Iterable[tuple[str, str | None]]) -> int:
+        """Write the run's in-flight list, (user_id, record JSON or None) per user, before its first CVC write."""
+        count = 0
+        with tempfile.TemporaryDirectory(prefix="cvcsync-inflight-") as tmp:
+            path = Path(tmp) / "in-flight.ndjson.gz"
+            with gzip.open(path, "wb", compresslevel=1) as target:
+                for entry in entries:
+                    target.write(orjson.dumps(entry) + b"\n")
+                    count += 1
+            if count:
+                self.store.put_file(self.bucket, self.in_flight_key(run_id), path)
+        return count
+
+    def _fold_in_flight(self, state: ShadowState, workdir: Path) -> None:
+        keys = sorted(self.store.list_keys(self.bucket, self.prefix + IN_FLIGHT_DIR))
+        packed = workdir / "in-flight.ndjson.gz"
+        for key in keys:
+            if not self.store.download_file(self.bucket, key, packed):
+                continue  # its run committed meanwhile: the generation we read may be older, see checkout()
+            batch: list[tuple[str, str | None]] = []
+            with gzip.open(packed, "rb") as lines:
+                for line in lines:
+                    user_id, record = orjson.loads(line)
+                    batch.append((user_id, record))
+                    if len(batch) >= 5000:
+                        state.mark_uncertain(batch)
+                        batch = []
+            state.mark_uncertain(batch)
+            packed.unlink()
+            state.in_flight_keys.append(key)
+
     @property
     def manifest_key(self) -> str:
         return f"{self.prefix}manifest.json"
@@ -186,7 +240,13 @@ class StateStore:
             with gzip.open(packed, "rb") as source, path.open("wb") as target:
                 shutil.copyfileobj(source, target, 1024 * 1024)
             packed.unlink()
-        return ShadowState(path, generation)
+        state = ShadowState(path, generation)
+        try:
+            self._fold_in_flight(state, workdir)
+        except BaseException:
+            state.close()
+            raise
+        return state
 
     def commit(self, changes: Changes, *, run_id: str, snapshot_rows: int | None = None) -> int:
         """Apply ``changes`` on top of the newest generation and write it as the next one; return its number."""
@@ -202,7 +262,7 @@ class StateStore:
                     state.set_meta("run_id", run_id)
                     state.set_meta("committed_at", utc_now())
                     state.db.execute("COMMIT")
-                    users = state.count()
+                    users, uncertain = state.count(), state.uncertain_count()
                 finally:
                     state.close()
                 packed = workdir / "next.sqlite.gz"
@@ -210,18 +270,21 @@ class StateStore:
                     shutil.copyfileobj(source, target, 1024 * 1024)
                 generation = state.generation + 1
                 if self.store.put_file(self.bucket, self._key(generation), packed, if_absent=True):
-                    self._write_manifest(generation, users, run_id)
+                    self._write_manifest(generation, users - uncertain, uncertain, run_id)
+                    for key in state.in_flight_keys:  # folded into this generation: their marks live on there
+                        self.store.delete(self.bucket, key)
                     self._prune(generation)
                     log.info("state committed", extra={"generation": generation, "users": users, "runId": run_id})
                     return generation
                 log.warning("state generation taken by a concurrent run; retrying", extra={"generation": generation})
         raise CvcSyncError("could not commit the shadow state: too many concurrent runs", code="StateContention")
 
-    def _write_manifest(self, generation: int, users: int, run_id: str) -> None:
+    def _write_manifest(self, generation: int, users: int, uncertain: int, run_id: str) -> None:
         manifest = {
             "generation": generation,
             "key": self._key(generation),
-            "users": users,
+            "users": users,  # users whose content the state knows CVC holds
+            "uncertain": uncertain,  # users CVC may or may not hold (an interrupted or failed write)
             "runId": run_id,
             "committedAt": utc_now(),
         }

@@ -251,6 +251,11 @@ class SyncPlan:
         query = "SELECT COUNT(*) FROM rows WHERE outcome IN ('rejected', 'deadLettered')"
         return int(self.db.execute(query).fetchone()[0])
 
+    def in_flight(self) -> Iterator[tuple[str, str | None]]:
+        """(user_id, record JSON for a create else None) of every write still to send: the state's in-flight list."""
+        query = "SELECT user_id, CASE WHEN op = 'create' THEN record END FROM rows WHERE outcome IS NULL AND op IN "
+        yield from self.db.execute(query + "('create', 'update', 'delete') ORDER BY seq")
+
     def changes_for_state(self) -> tuple[Iterator[tuple[str, str, str]], Iterator[str]]:
         """What CVC now holds because of this plan: upserts that succeeded and deletes that succeeded."""
         upserts = self.db.execute(

@@ -156,3 +156,30 @@ def test_main_rejects_a_rate_above_one() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["--access-key", "a:b", "--throttle-rate", "2"], env={})
     assert caught.value.code == 2
+
+
+def test_the_journal_records_each_write_with_its_user_ids_and_ending_only_while_on(
+    app: EmulatorApp, clock: Clock
+) -> None:
+    def create(*ids: str) -> None:
+        users = [{"userId": i, "userName": "n", "groupId": "g", "groupName": "G"} for i in ids]
+        wsgi(app, *signed(clock, "CreateUser", body={"UserInfo": orjson.dumps(users).decode(), "Count": str(len(ids))}))
+
+    create("before")
+    app.journal.switch(True)
+    create("a", "b")
+    app.faults.configure(FaultSettings(drop_rate=1.0))
+    create("c")
+    app.faults.configure(FaultSettings(error_rate=1.0))
+    create("d")
+    app.faults.configure(FaultSettings())
+    wsgi(app, *signed(clock, "DeleteUser", body={"UserInfo": orjson.dumps([{"userId": "a"}]).decode(), "Count": "1"}))
+    wsgi(app, *signed(clock))  # reads are not journalled
+    assert [(e["action"], e["userIds"], e["result"]) for e in app.journal.entries()] == [
+        ("CreateUser", ["a", "b"], "ok"),
+        ("CreateUser", ["c"], "dropped"),
+        ("CreateUser", ["d"], "error"),
+        ("DeleteUser", ["a"], "ok"),
+    ]
+    app.reset()
+    assert app.journal.entries() == [] and not app.journal.enabled

@@ -67,6 +67,39 @@ def _request_id() -> str:
     return str(uuid.uuid4()).upper()
 
 
+class Journal:
+    """Off by default. When on, every CreateUser/DeleteUser that passed the gateway is recorded with the user ids it
+    named and how it ended (ok, refused, throttled, error, dropped): an oracle independent of the client, so a test
+    can tell which users' last write failed and must therefore be dead-lettered."""
+
+    WRITES = ("CreateUser", "DeleteUser")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.enabled = False
+        self._entries: list[dict[str, Any]] = []
+
+    def switch(self, enabled: bool) -> None:
+        with self._lock:
+            self.enabled = enabled
+            self._entries = []
+
+    def record(self, action: str, params: Mapping[str, str], result: str) -> None:
+        if not self.enabled or action not in self.WRITES:
+            return
+        try:
+            items = orjson.loads(params.get("UserInfo") or "[]")
+        except orjson.JSONDecodeError:
+            items = []
+        ids = [i.get("userId") for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        with self._lock:
+            self._entries.append({"seq": len(self._entries), "action": action, "userIds": ids, "result": result})
+
+    def entries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._entries)
+
+
 class Stats:
     """Counters for the admin API: calls per action, batch sizes applied, faults injected."""
 
@@ -194,6 +227,7 @@ class EmulatorApp:
         self.admin = admin
         self.nonces = NonceCache()
         self.stats = Stats()
+        self.journal = Journal()
         self._clock = clock
         self._sleep = sleep
         self._actions: dict[str, Callable[[Mapping[str, str]], dict[str, Any]]] = {
@@ -337,9 +371,11 @@ class EmulatorApp:
             self._sleep(decision.delay_s)
         if decision.kind is FaultKind.THROTTLE:
             self.stats.fault("throttled")
+            self.journal.record(action, params, "throttled")
             raise codes.throttling(decision.retry_after_ms)
         if decision.kind is FaultKind.ERROR:
             self.stats.fault("errors")
+            self.journal.record(action, params, "error")
             raise codes.internal_error() if decision.status == 500 else codes.service_unavailable()
 
         # 9. The action. A dropped connection loses the answer of an action that did happen: the worst case
@@ -350,7 +386,9 @@ class EmulatorApp:
             result = {"Success": False, "ErrorCode": exc.error_code, "Message": exc.message}
         if decision.kind is FaultKind.DROP:
             self.stats.fault("dropped")
+            self.journal.record(action, params, "dropped")
             raise _Dropped(result)
+        self.journal.record(action, params, "ok" if result.get("Success", True) else "refused")
         return result
 
     @staticmethod
@@ -447,6 +485,7 @@ class EmulatorApp:
         self.store.clear()
         self.nonces.clear()
         self.stats.clear()
+        self.journal.switch(False)
         self.faults.configure(FaultSettings())
         with self._keys_lock:
             self._keys = {key_id: replace(key) for key_id, key in self._initial_keys.items()}
@@ -509,6 +548,15 @@ class EmulatorApp:
             if method != "GET":
                 raise _AdminError(405, "use GET")
             return _json_response(200, self.stats.snapshot(self.store.count()))
+        if resource == "journal":
+            if method == "PUT":
+                enabled = payload.get("enabled")
+                if not isinstance(enabled, bool):
+                    raise _AdminError(400, "enabled must be true or false")
+                self.journal.switch(enabled)
+            elif method != "GET":
+                raise _AdminError(405, "use GET or PUT")
+            return _json_response(200, {"enabled": self.journal.enabled, "entries": self.journal.entries()})
         if resource == "users":
             if method != "GET":
                 raise _AdminError(405, "use GET")

@@ -83,6 +83,12 @@ class EmulatorProcess:
         payload = {name: value for name, value in (("disabled", disabled), ("denied", denied)) if value is not None}
         return dict(self.admin("PUT", f"keys/{key_id}", payload))
 
+    def journal(self, enabled: bool | None = None) -> list[dict[str, Any]]:
+        """The write journal's entries; ``enabled`` switches it on or off first (and empties it)."""
+        if enabled is not None:
+            self.admin("PUT", "journal", {"enabled": enabled})
+        return list(self.admin("GET", "journal")["entries"])
+
     def set_capacity(self, capacity: int) -> None:
         self.admin("PUT", "capacity", {"capacity": capacity})
 

@@ -59,6 +59,7 @@ _CHANGE_MARKERS = ("type", "action", "specversion", "user", "eventId", "occurred
 _OUTLINE_KEYS = ("changes", "user", "userId", "userName", "UserId", "UserName", "eventId", "occurredAt", "specversion")
 _SHOWN_PROBLEMS = 10
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DIGIT_RUN = re.compile(r"[0-9]{5}")
 _ZONELESS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?")
 _MAX_INT_BITS = 256  # an integer id longer than this is no id; str() of a huge one could even raise
@@ -409,6 +410,8 @@ class _ChangeReader:
             self.problem(field, f"is {len(text)} characters long; at most {limit} allowed")
         elif _CONTROL.search(text):
             self.problem(field, "contains control characters (line breaks, tabs or NUL)")
+        elif _SURROGATE.search(text):  # only a decoded body can hold one: JSON text with it is refused earlier
+            self.problem(field, "is not valid Unicode text (a lone surrogate escape)")
         else:
             return text
         return None

@@ -68,6 +68,7 @@ _RETRYABLE_CODES = frozenset(
 _ABSENT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "FileAlreadyExists"})
 _TMP_PREFIX = ".cvcsync-tmp-"
+_NAME_MAX = 255  # bytes in one file name, on every file system a local store may sit on
 
 
 class ObjectStoreError(CvcSyncError):
@@ -481,10 +482,14 @@ def _md5_file(path: Path) -> str:
 def _check_bucket(bucket: str) -> None:
     if not bucket or bucket in (".", "..") or "/" in bucket or "\\" in bucket or "\x00" in bucket:
         raise ObjectStoreError(f"invalid bucket name {bucket!r}", code="InvalidBucketName")
+    problem = _name_problem(bucket)
+    if problem:
+        raise ObjectStoreError(f"invalid bucket name: {problem}", code="InvalidBucketName")
 
 
 def _check_key(key: str) -> None:
-    """Keys a directory tree can hold safely: relative, no ``..``/``.``/empty segments, no NUL, not a marker."""
+    """Keys a directory tree can hold safely: relative, no ``..``/``.``/empty segments, no NUL, not a marker, and
+    each segment a name the file system takes (UTF-8, at most ``_NAME_MAX`` bytes)."""
     segments = key.split("/")
     if not key or "\x00" in key or any(segment in ("", ".", "..") for segment in segments):
         raise ObjectStoreError(
@@ -492,6 +497,21 @@ def _check_key(key: str) -> None:
         )
     if segments[-1].startswith(_TMP_PREFIX):
         raise ObjectStoreError(f"key names starting with {_TMP_PREFIX!r} are reserved", code="InvalidKey")
+    for segment in segments:
+        problem = _name_problem(segment)
+        if problem:
+            raise ObjectStoreError(f"key cannot be a local file name: {problem}", code="InvalidKey")
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a directory or file name cannot be made, without calling the file system (whose errors are OSErrors)."""
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "a name is not valid Unicode text (a lone surrogate)"
+    if size > _NAME_MAX:
+        return f"a name is {size} bytes long; at most {_NAME_MAX} allowed"
+    return None
 
 
 class LocalObjectStore:
@@ -582,7 +602,10 @@ class LocalObjectStore:
         _check_bucket(bucket)
         base = self.root / bucket
         # Walk only the deepest directory the prefix names; the rest of the prefix filters file names.
-        start = base.joinpath(*[part for part in prefix.split("/")[:-1] if part not in ("", ".", "..")])
+        parts = [part for part in prefix.split("/")[:-1] if part not in ("", ".", "..")]
+        if any(_name_problem(part) for part in parts):
+            return  # no directory can have that name, so no key has that prefix
+        start = base.joinpath(*parts)
         if not start.is_dir():
             return
         keys = []

@@ -182,11 +182,14 @@ def test_an_unknown_event_is_refused_naming_its_keys(api: HttpApi, event: Any) -
     assert "world" not in caught.value.message
 
 
-def test_a_bad_base64_body_is_refused(api: HttpApi) -> None:
+def test_a_bad_base64_body_is_refused_in_the_platforms_shape(api: HttpApi) -> None:
     event = load_event("http/lambda-function-url.json")
     event["body"] = "%%% not base64"
-    with pytest.raises(UnsupportedHttpEvent):
-        handle_event(api, event, None)
+    answer = handle_event(api, event, LocalLambdaContext("http-api"))
+    assert answer["statusCode"] == 400 and answer["headers"]["Content-Type"] == "application/json"
+    error = orjson.loads(answer["body"])["error"]
+    assert (error["code"], error["field"]) == ("InvalidBody", "(body)")
+    assert error["requestId"] == answer["headers"]["X-Request-Id"]
 
 
 def test_every_http_sample_is_used_here() -> None:

@@ -20,6 +20,8 @@ from .types import SKIP_HOSTILE_KEY, SKIP_INVALID_KEY
 # C0 control characters (tab aside, which S3 allows and is harmless) and DEL: a key holding one is an attempt to
 # forge log lines or HTTP headers, never an HR export.
 _CONTROL = frozenset(chr(c) for c in range(0x20) if c != 0x09) | {"\x7f"}
+# The longest key S3 and OSS accept, in UTF-8 bytes: a longer one names no object and only a forger sends it.
+MAX_KEY_BYTES = 1024
 
 
 def text(value: Any) -> str | None:
@@ -62,7 +64,9 @@ def key_problem(key: str) -> tuple[str, str] | None:
     """Why a decoded key must not be read, as ``(reason, description)``; ``None`` when it is fine.
 
     Hostile: a ``..`` segment (``../`` anywhere, or a trailing ``/..``), a leading ``/``, or a control character
-    (NUL, CR, LF and the rest of C0 but tab). Invalid: empty. The description never repeats the key.
+    (NUL, CR, LF and the rest of C0 but tab). Invalid: empty, not Unicode text (a lone surrogate, which only a forged
+    event decoded by a lenient JSON reader can hold), or longer than ``MAX_KEY_BYTES``, which no object can have. The
+    description never repeats the key.
     """
     if not key:
         return SKIP_INVALID_KEY, "empty key"
@@ -72,6 +76,12 @@ def key_problem(key: str) -> tuple[str, str] | None:
         return SKIP_HOSTILE_KEY, "key starts with '/'"
     if ".." in key.split("/"):
         return SKIP_HOSTILE_KEY, "key has a '..' segment"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return SKIP_INVALID_KEY, "key is not valid Unicode text (a lone surrogate)"
+    if size > MAX_KEY_BYTES:
+        return SKIP_INVALID_KEY, f"key is {size} bytes long; S3 and OSS keys are at most {MAX_KEY_BYTES}"
     return None
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidInputError
+from . import fields
 from .types import UnsupportedEvent
 
 REDRIVE, RECONCILE, HEARTBEAT = "redrive", "reconcile", "heartbeat"
@@ -85,14 +86,19 @@ def _is_aws_schedule(event: Mapping[str, Any]) -> bool:
     return event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event"
 
 
+def _resources(event: Mapping[str, Any]) -> list[str]:
+    """The rule ARNs of ``resources`` (a list of strings; anything else there is ignored, never iterated)."""
+    resources = event.get("resources")
+    return [arn for arn in resources if isinstance(arn, str)] if isinstance(resources, list) else []
+
+
 def _rule_task(event: Mapping[str, Any]) -> str | None:
     """``cvc-sync-redrive`` -> ``redrive``: the task a rule's name ends with, for rules sending the bare event."""
-    for arn in event.get("resources") or ():
-        if isinstance(arn, str):
-            rule = arn.rsplit("/", 1)[-1].lower()
-            for task in TASKS:
-                if rule == task or rule.endswith(("-" + task, "_" + task)):
-                    return task
+    for arn in _resources(event):
+        rule = arn.rsplit("/", 1)[-1].lower()
+        for task in TASKS:
+            if rule == task or rule.endswith(("-" + task, "_" + task)):
+                return task
     return None
 
 
@@ -104,16 +110,20 @@ def parse_scheduled_event(event: Any) -> ScheduledTask:
         raise UnsupportedEvent(f"a scheduled event must be a JSON object or a task name, got {type(event).__name__}")
     if _is_fc_timer(event):
         payload = event.get("payload")
-        origin = {"trigger": FC_TIMER, "trigger_name": event.get("triggerName"), "fired_at": event.get("triggerTime")}
+        origin = {
+            "trigger": FC_TIMER,
+            "trigger_name": fields.text(event.get("triggerName")),
+            "fired_at": fields.text(event.get("triggerTime")),
+        }
         if not isinstance(payload, str):
             raise UnknownTask("the FC timer payload must be a string (a task name or JSON)")
         return _from_text(payload, "FC timer payload", **origin)
     if _is_aws_schedule(event):
-        resources = [r for r in event.get("resources") or () if isinstance(r, str)]
+        resources = _resources(event)
         origin = {
             "trigger": EVENTBRIDGE,
             "trigger_name": resources[0].rsplit("/", 1)[-1] if resources else None,
-            "fired_at": event.get("time"),
+            "fired_at": fields.text(event.get("time")),
         }
         detail = event.get("detail")
         if isinstance(detail, Mapping) and "task" in detail:

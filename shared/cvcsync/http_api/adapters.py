@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
+import orjson
+
 from ..errors import InvalidInputError
-from .app import ENVIRON_CONTEXT
+from ..runtime import from_context
+from .app import ENVIRON_CONTEXT, JSON
+from .errors import ApiError
 
 FC3, APIGW_V1, APIGW_V2 = "fc3", "apigw-v1", "apigw-v2"
 
@@ -59,13 +63,13 @@ def _body(event: Mapping[str, Any]) -> bytes:
     if isinstance(raw, (bytes, bytearray)):
         return bytes(raw)
     if not isinstance(raw, str):
-        raise UnsupportedHttpEvent("the event's body is not a string")
+        raise ApiError(400, "InvalidBody", "the event's body is not a string", field="(body)")
     if event.get("isBase64Encoded"):
         try:
             return base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
-            raise UnsupportedHttpEvent("the event's body is not valid base64") from None
-    return raw.encode("utf-8")
+            raise ApiError(400, "InvalidBody", "the event's body is not valid base64", field="(body)") from None
+    return raw.encode("utf-8", "surrogatepass")  # a lone surrogate: bytes that are not UTF-8, as the app then says
 
 
 def _header_pairs(single: Any, multi: Any = None) -> list[tuple[str, str]]:
@@ -88,12 +92,14 @@ def _query_from(values: Any) -> str:
     for name, value in values.items():
         for item in value if isinstance(value, list) else [value]:
             pairs.append((str(name), "" if item is None else str(item)))
-    return urlencode(pairs, quote_via=quote, safe="-_.~")
+    return urlencode(pairs, quote_via=quote, safe="-_.~", errors="surrogatepass")
 
 
 def _wsgi(text: str) -> str:
-    """Text as PEP 3333 hands URL parts over: a latin-1 string of the UTF-8 bytes."""
-    return text.encode("utf-8").decode("latin-1")
+    """Text as PEP 3333 hands URL parts and headers over: a latin-1 string of the UTF-8 bytes. A lone surrogate
+    (an event decoded by a lenient JSON reader can hold one) becomes bytes that are not UTF-8, which the app refuses
+    naming the part, instead of an exception here."""
+    return text.encode("utf-8", "surrogatepass").decode("latin-1")
 
 
 def wsgi_environ(
@@ -110,7 +116,7 @@ def wsgi_environ(
 ) -> dict[str, Any]:
     """A WSGI environ for one request. ``path`` is decoded text; ``query_string`` raw."""
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": method.upper(),
+        "REQUEST_METHOD": _wsgi(method.upper()),
         "SCRIPT_NAME": _wsgi(script_name),
         "PATH_INFO": _wsgi(path or "/"),
         "QUERY_STRING": _wsgi(query_string),
@@ -130,18 +136,21 @@ def wsgi_environ(
         ENVIRON_CONTEXT: context,
     }
     for name, value in headers:
-        key = name.strip().upper().replace("-", "_")
+        key = _wsgi(name.strip().upper().replace("-", "_"))
         if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if key == "CONTENT_TYPE":
-                environ[key] = value
+                environ[key] = _wsgi(value)
             continue
         environ[f"HTTP_{key}"] = _wsgi(value)
     return environ
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _request_context(event: Mapping[str, Any]) -> Mapping[str, Any]:
-    context = event.get("requestContext")
-    return context if isinstance(context, Mapping) else {}
+    return _mapping(event.get("requestContext"))
 
 
 def _proxy_path(event: Mapping[str, Any]) -> str | None:
@@ -153,7 +162,7 @@ def _proxy_path(event: Mapping[str, Any]) -> str | None:
 
 
 def fc3_environ(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    http = _request_context(event).get("http") or {}
+    http = _mapping(_request_context(event).get("http"))
     return wsgi_environ(
         method=str(http.get("method") or "GET"),
         path=unquote(str(event.get("rawPath") or http.get("path") or "/")),
@@ -167,7 +176,7 @@ def fc3_environ(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 def apigw_v1_environ(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     request_context = _request_context(event)
-    identity = request_context.get("identity") or {}
+    identity = _mapping(request_context.get("identity"))
     query = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters")
     stage = str(request_context.get("stage") or "")
     return wsgi_environ(
@@ -176,7 +185,7 @@ def apigw_v1_environ(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         query_string=_query_from(query),
         headers=_header_pairs(event.get("headers"), event.get("multiValueHeaders")),
         body=_body(event),
-        remote_addr=str(identity.get("sourceIp") or "") if isinstance(identity, Mapping) else "",
+        remote_addr=str(identity.get("sourceIp") or ""),
         context=context,
         script_name=f"/{stage}" if stage else "",
     )
@@ -184,7 +193,7 @@ def apigw_v1_environ(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 def apigw_v2_environ(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     request_context = _request_context(event)
-    http = request_context.get("http") or {}
+    http = _mapping(request_context.get("http"))
     stage = str(request_context.get("stage") or "$default")
     raw_path = unquote(str(event.get("rawPath") or "/"))
     script_name = ""
@@ -247,10 +256,24 @@ def answer_for(kind: str, answer: WsgiAnswer) -> dict[str, Any]:
 ENVIRONS = {FC3: fc3_environ, APIGW_V1: apigw_v1_environ, APIGW_V2: apigw_v2_environ}
 
 
+def _refused(error: ApiError, context: Any) -> WsgiAnswer:
+    """The app's JSON error for a request the adapter could not even hand over (a body that is not base64)."""
+    request_id = from_context(context).request_id
+    body = orjson.dumps(error.body(request_id))
+    headers = [("Content-Type", JSON), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+    return WsgiAnswer(error.status, [*headers, ("X-Request-Id", request_id)], body)
+
+
 def handle_event(app: Any, event: Any, context: Any) -> dict[str, Any]:
-    """One HTTP event through the WSGI app; the answer in the event's own shape."""
+    """One HTTP event through the WSGI app; the answer in the event's own shape. An event that is no HTTP event
+    raises ``UnsupportedHttpEvent`` (there is no shape to answer in); an HTTP event whose request cannot be read is
+    answered 400, like any other bad request."""
     kind = event_kind(event)
-    return answer_for(kind, run_wsgi(app, ENVIRONS[kind](event, context)))
+    try:
+        environ = ENVIRONS[kind](event, context)
+    except ApiError as error:
+        return answer_for(kind, _refused(error, context))
+    return answer_for(kind, run_wsgi(app, environ))
 
 
 def is_wsgi_call(first: Any, second: Any) -> bool:

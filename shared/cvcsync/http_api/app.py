@@ -125,12 +125,12 @@ def openapi_document() -> bytes:
     return resources.files(__package__).joinpath("openapi.json").read_bytes()
 
 
-def _text(wsgi_string: str) -> str:
+def _text(wsgi_string: str, field: str) -> str:
     """PEP 3333 hands URL parts as latin-1 strings of the raw bytes: back to the UTF-8 text they are."""
     try:
         return wsgi_string.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
-        raise ApiError(400, "InvalidRequest", "the URL is not valid UTF-8") from None
+        raise ApiError(400, "InvalidRequest", "the URL is not valid UTF-8", field=field) from None
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
@@ -149,7 +149,7 @@ def _query(query_string: str) -> dict[str, str]:
     try:
         return dict(parse_form(query_string.encode("utf-8")))
     except UnicodeDecodeError:
-        raise ApiError(400, "InvalidRequest", "the query string is not valid UTF-8") from None
+        raise ApiError(400, "InvalidRequest", "the query string is not valid UTF-8", field="(query)") from None
 
 
 def _read_body(environ: Mapping[str, Any], limit: int) -> bytes:
@@ -158,7 +158,7 @@ def _read_body(environ: Mapping[str, Any], limit: int) -> bytes:
     stream = environ.get("wsgi.input")
     if declared:
         if not declared.isdigit():
-            raise ApiError(400, "InvalidRequest", "Content-Length is not a number")
+            raise ApiError(400, "InvalidRequest", "Content-Length is not a number", field="Content-Length")
         length = int(declared)
         if length > limit:
             raise _too_large(limit)
@@ -233,7 +233,7 @@ class HttpApi:
 
     def _prepare(self, environ: Mapping[str, Any], invocation: Invocation) -> tuple[Route, Request]:
         method = str(environ.get("REQUEST_METHOD") or "GET").upper()
-        path = _text(str(environ.get("PATH_INFO") or "/")) or "/"
+        path = _text(str(environ.get("PATH_INFO") or "/"), "(path)") or "/"
         route, params = self._match(path)
         operation = route.operations.get(method)
         if operation is None:
@@ -241,11 +241,12 @@ class HttpApi:
                 405,
                 "MethodNotAllowed",
                 f"{method} is not allowed on {route.template}; allowed: {route.allow}",
+                field="(method)",
                 headers=[("Allow", route.allow)],
             )
         settings = HttpSettings.from_env(self.env)
         body = _read_body(environ, settings.max_body)
-        query_string = _text(str(environ.get("QUERY_STRING") or ""))
+        query_string = _text(str(environ.get("QUERY_STRING") or ""), "(query)")
         request = Request(
             method=method,
             path=path,
@@ -282,7 +283,7 @@ class HttpApi:
             found = route.pattern.fullmatch(path)
             if found:
                 return route, found.groupdict()
-        raise ApiError(404, "NotFound", f"no route {path}; GET /openapi.json lists them")
+        raise ApiError(404, "NotFound", f"no route {path}; GET /openapi.json lists them", field="(path)")
 
     def _run(self, route: Route, request: Request) -> Response:
         from .handlers import Dependencies

@@ -119,10 +119,14 @@ class Authenticator:
                 "MissingAuthentication",
                 "sign the request (X-Cvcsync-* headers, see docs/http-api.md) or send Authorization: Bearer <token>",
                 settings,
+                field="Authorization",
             )
         if not settings.keys:
             raise _unauthorized(
-                "InvalidSignature", "signed requests are not accepted here: use a bearer token", settings
+                "InvalidSignature",
+                "signed requests are not accepted here: use a bearer token",
+                settings,
+                field=HEADER_SIGNATURE,
             )
         for name in SIGNED_HEADERS:
             if name not in present:
@@ -169,20 +173,27 @@ class Authenticator:
             matched |= hmac.compare_digest(signature(secret, text), given.lower())
         if not matched:
             raise _unauthorized(
-                "InvalidSignature", "the signature does not match (unknown key id, or the wrong secret)", settings
+                "InvalidSignature",
+                "the signature does not match (unknown key id, or the wrong secret)",
+                settings,
+                field=HEADER_SIGNATURE,
             )
         if not self.memory.remember(key_id, nonce, expires_at=timestamp + settings.clock_skew, now=now):
-            raise _unauthorized("ReplayedRequest", "this nonce was already used: sign every request anew", settings)
+            raise _unauthorized(
+                "ReplayedRequest", "this nonce was already used: sign every request anew", settings, field=HEADER_NONCE
+            )
         return Caller(key_id, "hmac")
 
     def _bearer(self, settings: HttpSettings, token: str) -> Caller:
         if not settings.tokens:
-            raise _unauthorized("InvalidToken", "bearer tokens are not accepted here: sign the request", settings)
+            raise _unauthorized(
+                "InvalidToken", "bearer tokens are not accepted here: sign the request", settings, field="Authorization"
+            )
         found: int | None = None
         candidate = token.encode("utf-8", "replace")
         for index, known in enumerate(settings.tokens, start=1):
             if hmac.compare_digest(known.encode("utf-8"), candidate) and found is None:
                 found = index
         if found is None:
-            raise _unauthorized("InvalidToken", "the bearer token is not valid", settings)
+            raise _unauthorized("InvalidToken", "the bearer token is not valid", settings, field="Authorization")
         return Caller(f"token#{found}", "bearer")

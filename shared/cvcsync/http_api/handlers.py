@@ -157,7 +157,7 @@ def get_user(request: Request, deps: Dependencies) -> Response:
     except CvcBusinessError as error:
         # CVC publishes no "no such user" code: a GetUser it understood and declined means the user is not there.
         raise ApiError(
-            404, "NoSuchUser", f"CVC holds no user {user_id!r}", details={"cvc": cvc_summary(error)}
+            404, "NoSuchUser", f"CVC holds no user {user_id!r}", field="id", details={"cvc": cvc_summary(error)}
         ) from None
     except CvcError as error:
         raise from_cvc_error(error) from error

@@ -33,6 +33,7 @@ from .engine.plan import CREATE, DELETE, UPDATE, PlanInput, SyncPlan, build_plan
 from .engine.state import ShadowState, StateConflict
 from .errors import CvcError, CvcSyncError
 from .events.types import ObjectUploaded
+from .problems_csv import problems_csv
 from .readers import read_records
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def _evaluate_guards(plan: SyncPlan, state: ShadowState, ctx: SyncContext, appro
         last_snapshot_users=state.snapshot_rows,
         capacity=capacity,
         cvc_users=cvc_users,
+        state_groups=state.groups(),
+        snapshot_groups=plan.groups(),
     )
     s = ctx.settings
     settings = gates.GuardSettings(
@@ -231,6 +234,13 @@ def _close_report(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: 
     if report.problem_count > MAX_PROBLEMS_IN_REPORT:
         lines = b"".join(orjson.dumps(p.to_dict()) + b"\n" for p in plan.problems())
         ctx.store.put_bytes(ctx.output_bucket, key.removesuffix(".json") + ".problems.ndjson", lines)
+    if report.problem_count:  # for whoever fixes the export, in a spreadsheet: formula-safe cells
+        ctx.store.put_bytes(
+            ctx.output_bucket,
+            key.removesuffix(".json") + ".problems.csv",
+            problems_csv(plan.problems()),
+            content_type="text/csv; charset=utf-8",
+        )
     level = logging.ERROR if report.refused else logging.INFO
     log.log(
         level,

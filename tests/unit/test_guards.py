@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cvcsync.engine.guards import CAPACITY, COMPLETENESS, DELETION, GuardFacts, GuardSettings, evaluate
+from cvcsync.engine.guards import CAPACITY, COMPLETENESS, DELETION, GROUP, GuardFacts, GuardSettings, evaluate
 
 
 def facts(**kw: object) -> GuardFacts:
@@ -77,3 +77,15 @@ def test_the_accounting_check_refuses_a_lost_record() -> None:
     check_accounting(3, {"created": 2, "rejected": 1})
     with pytest.raises(AccountingError, match="received 3 records but counted 2"):
         check_accounting(3, {"created": 2})
+
+
+def test_a_snapshot_of_another_group_is_refused_and_a_shared_group_passes() -> None:
+    other = facts(state_groups=frozenset({"88"}), snapshot_groups=frozenset({"99"}))
+    result = by_name(evaluate(other, GuardSettings()), GROUP)
+    assert not result.passed and "99" in result.detail and "nothing in common" in result.detail
+    overlap = facts(state_groups=frozenset({"88", "77"}), snapshot_groups=frozenset({"88", "66"}))
+    assert by_name(evaluate(overlap, GuardSettings()), GROUP).passed
+    first_sync = facts(state_groups=frozenset(), snapshot_groups=frozenset({"99"}))
+    assert by_name(evaluate(first_sync, GuardSettings()), GROUP).passed
+    delta = facts(mode="delta", state_groups=frozenset({"88"}), snapshot_groups=frozenset({"99"}))
+    assert by_name(evaluate(delta, GuardSettings()), GROUP).passed

@@ -5,6 +5,8 @@
 - Completeness: a full snapshot with ``max_snapshot_drop_percent`` fewer valid users than the last accepted one is
   refused (a truncated export, an empty file, a file of the wrong enterprise all land here).
 - Capacity: where GetAccountInfo answers, a plan that would exceed the licensed number of users is refused.
+- Group: a full snapshot whose users belong to none of the groups the state holds is refused (an export of another
+  enterprise or group: small directories slip under the deletion percentages, this does not).
 
 A refused run sends no deletion, sends its upserts only when ``upserts_when_refused`` says so, and says why in the
 report. An approval (setting or marker object) overrides the deletion and completeness gates, never capacity:
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from .outcomes import GuardResult
 
 PERCENT_RULE_MINIMUM = 10
-DELETION, COMPLETENESS, CAPACITY = "deletionThreshold", "completeness", "capacity"
+DELETION, COMPLETENESS, CAPACITY, GROUP = "deletionThreshold", "completeness", "capacity", "group"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class GuardFacts:
     last_snapshot_users: int | None
     capacity: int | None = None
     cvc_users: int | None = None
+    state_groups: frozenset[str] = frozenset()  # groupIds of the users in the state
+    snapshot_groups: frozenset[str] = frozenset()  # groupIds of the valid users in this snapshot
 
 
 def deletion_threshold(facts: GuardFacts, settings: GuardSettings) -> GuardResult:
@@ -85,8 +89,29 @@ def capacity(facts: GuardFacts) -> GuardResult:
     return GuardResult(CAPACITY, projected <= facts.capacity, detail)
 
 
+def group(facts: GuardFacts, settings: GuardSettings) -> GuardResult:
+    if facts.mode != "full" or not facts.state_groups or not facts.snapshot_groups:
+        return GuardResult(GROUP, True, "nothing to compare (not a full snapshot, or no users on one side)")
+    shared = facts.state_groups & facts.snapshot_groups
+    detail = (
+        f"the snapshot's groups {_names(facts.snapshot_groups)}, the synced users' groups {_names(facts.state_groups)}"
+        + ("" if shared else ": nothing in common (a file of another group or enterprise?)")
+    )
+    return GuardResult(GROUP, bool(shared), detail, overridden=settings.override)
+
+
+def _names(groups: frozenset[str]) -> str:
+    listed = sorted(groups)
+    return ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+
+
 def evaluate(facts: GuardFacts, settings: GuardSettings) -> list[GuardResult]:
-    results = [deletion_threshold(facts, settings), completeness(facts, settings), capacity(facts)]
+    results = [
+        deletion_threshold(facts, settings),
+        completeness(facts, settings),
+        capacity(facts),
+        group(facts, settings),
+    ]
     for result in results:
         if result.passed:
             result.overridden = False

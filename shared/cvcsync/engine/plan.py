@@ -251,6 +251,11 @@ class SyncPlan:
         query = "SELECT COUNT(*) FROM rows WHERE outcome IN ('rejected', 'deadLettered')"
         return int(self.db.execute(query).fetchone()[0])
 
+    def groups(self) -> frozenset[str]:
+        """The distinct groupIds of the users this input wants present."""
+        query = "SELECT DISTINCT json_extract(record, '$.groupId') FROM rows WHERE op IN ('create', 'update', 'unchanged')"
+        return frozenset(str(g) for (g,) in self.db.execute(query) if g is not None)
+
     def in_flight(self) -> Iterator[tuple[str, str | None]]:
         """(user_id, record JSON for a create else None) of every write still to send: the state's in-flight list."""
         query = "SELECT user_id, CASE WHEN op = 'create' THEN record END FROM rows WHERE outcome IS NULL AND op IN "

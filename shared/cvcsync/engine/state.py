@@ -93,6 +93,11 @@ class ShadowState:
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
 
+    def groups(self) -> frozenset[str]:
+        """The distinct groupIds of the users held (the group gate compares a snapshot's with these)."""
+        query = "SELECT DISTINCT json_extract(record, '$.groupId') FROM users"
+        return frozenset(str(g) for (g,) in self.db.execute(query) if g is not None)
+
     def get(self, user_id: str) -> tuple[str, dict[str, Any]] | None:
         row = self.db.execute("SELECT hash, record FROM users WHERE user_id = ?", (user_id,)).fetchone()
         return (row[0], orjson.loads(row[1])) if row else None

@@ -237,7 +237,9 @@ def _remember(applied: list[_Item], ctx: SyncContext, run_id: str, report: RunRe
         for i in applied
         if i.outcome in (Outcome.CREATED.value, Outcome.UPDATED.value, Outcome.DELETED.value, Outcome.UNCHANGED.value)
     ]
-    settled_events = [i.change.event_id for i in applied if i.change.event_id]
+    # A copy (``duplicate``) settles nothing of its own: its original may have failed in this very batch and be
+    # delivered again, and remembering the copy's id would turn that redelivery into a "duplicate" too.
+    settled_events = [i.change.event_id for i in applied if i.change.event_id and i.outcome != Outcome.DUPLICATE.value]
     if not written and not settled_events:
         return
 

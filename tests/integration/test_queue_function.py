@@ -143,6 +143,19 @@ def test_duplicate_deliveries_do_no_harm(env: dict[str, str], emulator: Any) -> 
     assert again["outcomes"]["duplicate"] == 1 and emulator.stats()["createBatchSizes"] == [1]
 
 
+def test_a_copy_in_the_batch_of_a_change_that_failed_does_not_mark_it_applied(
+    env: dict[str, str], emulator: Any
+) -> None:
+    change = upsert("a", "甲", "2024-05-01T00:00:01Z", event_id="same")
+    emulator.set_faults(error_rate=1.0, seed=1)
+    first = handle(sqs_event(change, change), LocalLambdaContext("queue"), env=env)
+    assert first["outcomes"]["retried"] == 1 and first["outcomes"]["duplicate"] == 1
+    assert [f["itemIdentifier"] for f in first["batchItemFailures"]] == ["m-0"]  # the copy is acknowledged
+    emulator.set_faults()
+    redelivered = handle(sqs_event(change), LocalLambdaContext("queue"), env=env)
+    assert redelivered["outcomes"]["created"] == 1 and users(emulator) == {"a": "甲"}
+
+
 def test_an_out_of_order_create_never_resurrects_a_deleted_user(env: dict[str, str], emulator: Any) -> None:
     handle(sqs_event(upsert("a", "甲", "2024-05-01T00:00:01Z")), LocalLambdaContext("queue"), env=env)
     handle(sqs_event(delete("a", "2024-05-01T00:00:05Z")), LocalLambdaContext("queue"), env=env)

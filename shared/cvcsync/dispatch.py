@@ -67,7 +67,8 @@ class FcDispatcher:
             raise ConfigurationError("FC fan-out needs the context's service and function names")
         self._service = invocation.service_name
         self._function = invocation.function_name
-        self._client = client or self._build(invocation)
+        self._invocation = invocation
+        self._client = client  # built at the first dispatch: most runs never continue, and fc2 costs a cold start
 
     @staticmethod
     def _build(invocation: Invocation) -> Any:
@@ -86,6 +87,8 @@ class FcDispatcher:
         )
 
     def dispatch(self, events: list[dict[str, Any]]) -> None:
+        if self._client is None:
+            self._client = self._build(self._invocation)
         for event in events:
             try:
                 self._client.invoke_function(

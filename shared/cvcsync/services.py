@@ -101,7 +101,7 @@ def dispatcher(
 
 
 def _column_map(env: Mapping[str, str]) -> Any:
-    from .columns import ColumnMap  # only uploads read columns: the queue path does not pay for it
+    from .columns import ColumnMap  # only uploads read columns: the queue and scheduled paths do not pay for it
 
     return ColumnMap.from_env(env)
 
@@ -109,8 +109,8 @@ def _column_map(env: Mapping[str, str]) -> Any:
 def stateless_context(invocation: Invocation, env: Mapping[str, str]) -> SyncContext:
     """For the queue function without a state bucket: state in this container's /tmp, dead letters to the log.
 
-    Nothing here imports boto3, which keeps an FC cold start small; the price is that the event-id memory and the
-    stale-event protection last only as long as the warm container.
+    Nothing here imports boto3 (or the column mapping: changes are not files), which keeps an FC cold start small;
+    the price is that the event-id memory and the stale-event protection last only as long as the warm container.
     """
     settings = SyncSettings.from_env(env)
     client = cvc_client(invocation, env)
@@ -122,7 +122,6 @@ def stateless_context(invocation: Invocation, env: Mapping[str, str]) -> SyncCon
         sink=LogDeadLetterSink(),
         invocation=invocation,
         calls_baseline=Counter(client.calls),
-        column_map=_column_map(env),
     )
 
 
@@ -132,11 +131,13 @@ def build_context(
     *,
     inline: Callable[[dict[str, Any]], Any] | None,
     env: Mapping[str, str] | None = None,
+    reads_files: bool = True,
 ) -> SyncContext:
     """Everything one run needs, for the upload in ``bucket`` (outputs go to the state bucket, else there).
 
     ``inline`` runs a continuation locally when fan-out is ``inline``; None means the caller never continues a run
-    (the queue function), so no dispatcher (and no Lambda or FC client) is built.
+    (the queue function), so no dispatcher (and no Lambda or FC client) is built. ``reads_files=False``: the caller
+    never reads an export (the queue and scheduled functions), so no column mapping is loaded.
     """
     env = os.environ if env is None else env
     settings = SyncSettings.from_env(env)
@@ -152,5 +153,5 @@ def build_context(
         invocation=invocation,
         dispatcher=dispatcher(settings, invocation, env, inline) if inline is not None else None,
         calls_baseline=Counter(client.calls),
-        column_map=_column_map(env),
+        column_map=_column_map(env) if reads_files else None,
     )

@@ -44,6 +44,12 @@ def test_fc_dispatch_needs_the_contexts_names() -> None:
         FcDispatcher(from_context(None))
 
 
+def test_the_fc_client_is_built_only_when_a_run_really_continues() -> None:
+    dispatcher = FcDispatcher(from_context(local_fc_context("oss-sync", credentials={})))  # no STS credentials
+    with pytest.raises(ConfigurationError, match="STS credentials"):
+        dispatcher.dispatch([EVENT])
+
+
 class RecordingLambda:
     """A stand-in for boto3's Lambda client: records the calls it gets."""
 

@@ -28,7 +28,6 @@ from ..events.types import ObjectUploaded
 from ..objects import ObjectStoreError
 from ..records import MAX_LENGTH, RecordError, User, parse_user, user_from_cvc
 from ..runtime import Invocation
-from ..sync import sync_upload
 from .app import Operation, Request, Response, Route, State, openapi_document
 from .errors import ApiError, cvc_summary, from_cvc_error, from_store_error
 from .settings import HttpSettings
@@ -314,6 +313,8 @@ def sync(request: Request, deps: Dependencies) -> Response:
             event_time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             region=None,
         )
+        from ..sync import sync_upload  # only this route plans and applies a file: kept off the cold start
+
         report = sync_upload(upload, ctx, dry_run=dry_run).to_dict()
     except ObjectStoreError as error:
         raise from_store_error(error) from error

@@ -61,12 +61,13 @@ def handle(event: Any, context: Any, *, env: Mapping[str, str] | None = None) ->
             raise
         settings = SyncSettings.from_env(env)
         if settings.state_bucket:
-            ctx = build_context(invocation, settings.state_bucket, inline=None, env=env)
+            ctx = build_context(invocation, settings.state_bucket, inline=None, env=env, reads_files=False)
         else:
             ctx = stateless_context(invocation, env)
         result = sync_changes(batch, ctx)
         summary = {
             "runId": result.report.run_id,
+            "received": result.report.received,
             "outcomes": result.report.outcomes,
             "deadLetters": result.report.dead_letters,
             "circuitOpen": result.circuit_open,

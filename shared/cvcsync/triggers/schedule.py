@@ -37,7 +37,7 @@ def schedule_context(invocation: Invocation, env: Mapping[str, str]) -> Schedule
         )
     settings = ScheduleSettings.from_env(env)
     alerter = Alerter(settings.alert_queue_url, lambda: services.sqs_client(env))
-    sync = services.build_context(invocation, bucket, inline=None, env=env)
+    sync = services.build_context(invocation, bucket, inline=None, env=env, reads_files=False)
     return ScheduleContext(sync, settings, alerter)
 
 

@@ -42,7 +42,7 @@ _AnyTagLoader.add_multi_constructor("!", _any_tag)
 
 
 def template_parameters(path: Path) -> dict[str, dict[str, Any]]:
-    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)  # noqa: S506 - SafeLoader subclass
+    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)  # noqa: S506 - SafeLoader subclass  # nosec B506
     return dict(document.get("Parameters") or {})
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 DEMO_KEY_ID = "demo-key"
-DEMO_KEY_SECRET = "demo-secret-not-for-production"  # noqa: S105 - a documented key valid only in the emulator
+DEMO_KEY_SECRET = "demo-secret-not-for-production"  # noqa: S105 - a documented key valid only in the emulator  # nosec B105
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTS = ROOT / "events" / "demo"
 OSS_EVENT = ROOT / "events" / "fc" / "oss-putobject.json"
@@ -95,7 +95,7 @@ def main() -> int:
             context = local_fc_context(
                 "object-upload",
                 timeout=300,
-                credentials={"access_key_id": "testing", "access_key_secret": "testing", "security_token": "testing"},
+                credentials={"access_key_id": "testing", "access_key_secret": "testing", "security_token": "testing"},  # nosec B105
             )
             answer = orjson.loads(handle(oss_event(KEY, len(body)), context, env=env))
             run = answer["runs"][0]

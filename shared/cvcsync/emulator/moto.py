@@ -27,8 +27,8 @@ from .process import stop_process
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105
+    "AWS_SESSION_TOKEN": "testing",  # nosec B105
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 REGION = "us-east-1"
@@ -56,7 +56,7 @@ class MotoServer:
             endpoint_url=self.url,
             region_name=REGION,
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy key
+            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy key  # nosec B106
             aws_session_token="testing",  # noqa: S106 - moto's dummy token
             config=Config(retries={"mode": "standard", "max_attempts": 2}, proxies={}, **config),
         )

@@ -203,9 +203,9 @@ CREATE TABLE IF NOT EXISTS users (
     create_time INTEGER NOT NULL
 )
 """
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM users"  # noqa: S608 - fixed column names, no input
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM users"  # noqa: S608 - fixed column names, no input  # nosec B608
 _UPSERT = (
-    f"INSERT INTO users ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "  # noqa: S608
+    f"INSERT INTO users ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "  # noqa: S608 # nosec B608
     "ON CONFLICT(user_id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name not in ("user_id", "create_time"))
 )
@@ -253,7 +253,7 @@ class SqliteStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
-            query = f"SELECT user_id FROM users WHERE user_id IN ({marks})"  # noqa: S608 - placeholders only
+            query = f"SELECT user_id FROM users WHERE user_id IN ({marks})"  # noqa: S608 - placeholders only  # nosec B608
             found.update(row[0] for row in self._db.execute(query, chunk))
         return found
 

@@ -113,7 +113,7 @@ class _Directory:
         return _DIFFERENT
 
     def count(self, query: str) -> int:
-        return int(self.db.execute(f"SELECT COUNT(*) FROM ({query})").fetchone()[0])  # noqa: S608 - constants
+        return int(self.db.execute(f"SELECT COUNT(*) FROM ({query})").fetchone()[0])  # noqa: S608 - constants  # nosec B608
 
     def first(self, query: str) -> list[str]:
         return [uid for (uid,) in self.db.execute(f"{query} ORDER BY 1 LIMIT {LISTED}")]
@@ -285,7 +285,7 @@ class Reconcile:
             rows: list[tuple[Any, ...]] = []
             if send_upserts:
                 wanted = f"{directory.only_in_state()} UNION {directory.different()}"
-                query = f"SELECT user_id, hash, record FROM main.users WHERE user_id IN ({wanted}) ORDER BY user_id"  # noqa: S608 - constants
+                query = f"SELECT user_id, hash, record FROM main.users WHERE user_id IN ({wanted}) ORDER BY user_id"  # noqa: S608 - constants  # nosec B608
                 for user_id, digest, record in directory.db.execute(query):
                     rows.append((len(rows) + 1, user_id, "upsert", "update", digest, record, None, None, None))
             if not refused:

@@ -7,14 +7,15 @@ EMULATOR_PORT ?= 8765
 # Documented demo keys for `make emulator` and `make demo`: never valid anywhere but on this machine.
 DEMO_KEY ?= demo-key:demo-secret-not-for-production
 
-.PHONY: help install test lint emulator bench demo clean package deploy-fc deploy-aws
+.PHONY: help install test lint chaos emulator bench demo clean package deploy-fc deploy-aws
 
 help:
 	@echo "make demo      the upload function end to end: emulator + moto (S3, SQS) on loopback, three exports"
 	@echo "make test      run every test (starts what the tests need)"
-	@echo "make lint      ruff + mypy"
+	@echo "make lint      ruff + mypy + bandit + pip-audit (skipped, loudly, when its database is unreachable)"
+	@echo "make chaos     the chaos suite at 100k users (faults, kills, queue redelivery, bad exports)"
 	@echo "make emulator  run the CVC emulator on 127.0.0.1:$(EMULATOR_PORT) with the demo key"
-	@echo "make bench     benchmarks: client and sync vs the official SDK, planning vs csv.reader"
+	@echo "make bench     every benchmark and the chaos suite, then bench/RESULTS.md side by side"
 	@echo "make package   build dist/fc and dist/lambda: layer.zip and one zip per function (docs/deploy.md)"
 	@echo "make deploy-fc / deploy-aws   deploy with the cloud's CLI; says what is missing first (docs/deploy.md)"
 
@@ -33,6 +34,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared functions tests bench deploy
 	$(BIN)/ruff format --check shared functions tests bench deploy
 	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r shared functions deploy
+	$(BIN)/python deploy/audit.py
+
+# The chaos suite at full size (make test runs it at 10k users); results to bench/results/chaos.json.
+CHAOS_USERS ?= 100000
+chaos: $(STAMP)
+	CVCSYNC_CHAOS_USERS=$(CHAOS_USERS) CVCSYNC_CHAOS_RESULTS=bench/results/chaos.json \
+		$(BIN)/python -m pytest tests/chaos -p no:cacheprovider -o timeout=3600 -q
 
 emulator: $(STAMP)
 	$(BIN)/cvcsync emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --access-key $(DEMO_KEY) --admin
@@ -42,6 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_readers.py
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_queue.py
+	$(BIN)/python bench/bench_cold_start.py
+	$(MAKE) chaos
+	$(BIN)/python bench/report.py
 
 demo: $(STAMP)
 	$(BIN)/python -m cvcsync.demo

@@ -21,6 +21,7 @@ from cvcsync.config import CvcSettings
 from cvcsync.credentials import Credentials
 from cvcsync.cvc import CvcClient
 from cvcsync.emulator.process import start_emulator
+from figures import write_figures
 
 KEY_ID, KEY_SECRET = "bench-key", "bench-secret-not-for-production"
 
@@ -133,6 +134,16 @@ def main() -> int:
         better = mine / theirs if name.startswith("users/s") else theirs / mine
         print(f"{name:<72} {mine:>10.2f} {theirs:>10.2f} {better:>7.1f}x")
     print("ratio: how many times better cvcsync is (higher is better for cvcsync)")
+    write_figures(
+        "bench_client",
+        {
+            "params": {"users": args.users, "calls": args.calls, "importRuns": args.import_runs},
+            "importMs": {"ours": round(ours_import * 1000, 2), "sdk": round(sdk_import * 1000, 2)},
+            "callWallMs": {"ours": round(ours_wall, 3), "sdk": round(sdk_wall, 3)},
+            "callCpuMs": {"ours": round(ours_cpu, 3), "sdk": round(sdk_cpu, 3)},
+            "usersPerSecond": {"ours": round(ours_rate, 1), "sdk": round(sdk_rate, 1)},
+        },
+    )
     return 0
 
 

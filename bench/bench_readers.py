@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cvcsync.columns import ColumnMap
 from cvcsync.readers import SourceRow, read_records
+from figures import write_figures
 
 HEADER = ["工号", "姓名", "部门", "手机", "座机", "邮箱", "状态"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -121,10 +122,16 @@ def main() -> None:
             ("read_records + ColumnMap.apply", ours_mapped),
         ]
         baseline = None
+        figures = []
         for label, run in runs:
             rate = rows_per_second(run, path, args.repeats)
             baseline = baseline or rate
             print(f"{label:48s} {rate:>12,.0f} rows/s   {rate / baseline:6.0%} of bare csv.reader")
+            figures.append({"label": label, "rowsPerSecond": round(rate, 1), "ofBareCsv": round(rate / baseline, 4)})
+    write_figures(
+        "bench_readers",
+        {"rows": args.rows, "columns": len(HEADER), "sizeMb": round(size, 2), "repeats": args.repeats, "runs": figures},
+    )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from cvcsync.emulator.moto import start_moto
 from cvcsync.emulator.process import start_emulator
 from cvcsync.runtime import local_fc_context
 from cvcsync.triggers.upload import handle
+from figures import write_figures
 
 KEY_ID, KEY_SECRET = "bench-key", "bench-secret-not-for-production"
 BUCKET, KEY = "bench-uploads", "uploads/full/users.csv"
@@ -201,6 +202,30 @@ def main() -> int:
         f"{'CVC calls, unchanged re-upload':<66} {unchanged['calls']} (unchanged: {unchanged['outcomes']['unchanged']})"
     )
     print("targets: >= 50x the naive loop; <= 256 MB for 1M users; >= 40% of csv.reader's rows/s")
+    write_figures(
+        "bench_sync",
+        {
+            "params": {
+                "users": args.users,
+                "naiveUsers": args.naive_users,
+                "naiveUsersSlow": args.naive_users_slow,
+                "planRows": args.plan_rows,
+            },
+            "fullSync": [
+                {"latencyMs": 0, "usersPerSecond": round(fast_rate, 1), "naivePerSecond": round(naive_fast, 1)},
+                {"latencyMs": 50, "usersPerSecond": round(slow_rate, 1), "naivePerSecond": round(naive_slow, 1)},
+            ],
+            "firstSync": {"calls": first["calls"], "durationsMs": first["durationsMs"]},
+            "unchangedReupload": {"calls": unchanged["calls"], "unchanged": unchanged["outcomes"]["unchanged"]},
+            "planning": {
+                "rows": args.plan_rows,
+                "rowsPerSecond": round(plan_rate, 1),
+                "peakMb": round(plan_peak, 1),
+                "csvRowsPerSecond": round(csv_rate, 1),
+                "csvPeakMb": round(csv_peak, 1),
+            },
+        },
+    )
     return 0
 
 

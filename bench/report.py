@@ -1,0 +1,462 @@
+"""One generated benchmark report: every ``bench/results/*.json`` side by side, with ratios and the issues' targets.
+
+``.venv/bin/python bench/report.py [--results DIR] [--output FILE]`` (the last step of ``make bench``) writes
+``bench/RESULTS.md``: the machine and package versions, then one table per benchmark. A benchmark that did not
+run (no results file) shows "not run"; one whose file cannot be read says why. Nothing here measures anything.
+
+Ratios say how many times better cvc-sync is than the baseline (higher is better): baseline time / our time for
+times, our rate / baseline rate for rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+OUTPUT = BENCH_DIR / "RESULTS.md"
+PACKAGES = ("requests", "boto3", "orjson", "aliyun-python-sdk-core")
+
+# The targets of the issues.
+NAIVE_LOOP_TIMES = 50.0  # users/s, at least 50x the naive official-SDK loop
+PEAK_RSS_MB = 256.0  # peak RSS planning 1M users
+PLAN_ROWS_FOR_RSS = 1_000_000
+CSV_SHARE = 0.40  # planning rows/s, at least 40% of bare csv.reader's
+MET, NOT_MET, NO_TARGET = "met ✅", "not met ❌", "—"
+
+Results = Mapping[str, Any]
+Section = Callable[[Results], list[str]]
+
+
+# --- formatting --------------------------------------------------------------------------------------------------
+
+
+def number(value: float, decimals: int | None = None) -> str:
+    """Thousands separators; fewer decimals as numbers grow (``decimals`` forces a count)."""
+    if decimals is None:
+        decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:,.{decimals}f}"
+
+
+def ratio(value: float) -> str:
+    return f"{value:,.2f}×" if value < 100 else f"{value:,.0f}×"
+
+
+def verdict(met: bool | None) -> str:
+    return NO_TARGET if met is None else MET if met else NOT_MET
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def figure_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def key_values(mapping: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={figure_text(v)}" for k, v in (mapping or {}).items()) or "—"
+
+
+def measured(data: Results) -> str:
+    python = f", Python {data['python']}" if data.get("python") else ""
+    return f"_Measured {data.get('generatedAt', 'at an unknown time')}{python}._"
+
+
+# --- the machine -------------------------------------------------------------------------------------------------
+
+
+def _first_line(path: str, prefix: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith(prefix):
+                    return line.split(":", 1)[1].strip() if ":" in line else line.split("=", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, RAM, OS, Python and the versions of the packages the benchmarks compare."""
+    memory = _first_line("/proc/meminfo", "MemTotal:")
+    os_name = (_first_line("/etc/os-release", "PRETTY_NAME=") or "").strip('"')
+    info = {
+        "CPU": _first_line("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "cores": str(os.cpu_count() or "unknown"),
+        "RAM": f"{int(memory.split()[0]) / 1024 / 1024:.1f} GiB" if memory else "unknown",
+        "OS": f"{os_name} ({platform.system()} {platform.release()})" if os_name else platform.platform(),
+        "Python": f"{platform.python_version()} ({platform.python_implementation()})",
+    }
+    for package in PACKAGES:
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = "not installed"
+    return info
+
+
+# --- the sections ------------------------------------------------------------------------------------------------
+
+
+def cold_start(data: Results) -> list[str]:
+    sdk = data["sdk"]
+    rows, splits = [], []
+    for handler in data["handlers"]:
+        better = sdk["ms"] / handler["ms"]
+        cpu = f"{number(handler['cpuMs'])} / {number(sdk['cpuMs'])}" if "cpuMs" in handler and "cpuMs" in sdk else "—"
+        rows.append(
+            [
+                f"`{handler['name']}`",
+                handler["event"],
+                number(handler["ms"]),
+                number(sdk["ms"]),
+                ratio(better),
+                cpu,
+                "yes" if handler.get("boto3Imported") else "no",
+                "≤ official SDK (ratio ≥ 1)",
+                verdict(handler["ms"] <= sdk["ms"]),
+            ]
+        )
+        splits.append((handler["name"], handler.get("importSplitMs") or {}))
+    lines = [
+        f"Fresh interpreter with an empty TMPDIR: import the handler and handle one event, median of {data['runs']} "
+        f"runs per side, interleaved. Official SDK: {sdk.get('what', 'import + one CreateUser call')}.",
+        "",
+        *table(
+            [
+                "handler",
+                "event",
+                "cvc-sync ms",
+                "official SDK ms",
+                "ratio",
+                "CPU ms (ours / SDK)",
+                "boto3",
+                "target",
+                "",
+            ],
+            rows,
+        ),
+    ]
+    uncompiled = data.get("uncompiled")
+    if uncompiled:
+        base = uncompiled["sdk"]["ms"]
+        lines += [
+            "",
+            f"Without `.pyc` files for anything but the standard library (as `deploy/package.py` builds the zips: "
+            f"each cold start compiles every other module), median of {uncompiled['runs']}:",
+            "",
+            *table(
+                ["handler", "cvc-sync ms", "official SDK ms", "ratio"],
+                [
+                    [f"`{h['name']}`", number(h["uncompiled"]["ms"]), number(base), ratio(base / h["uncompiled"]["ms"])]
+                    for h in data["handlers"]
+                    if "uncompiled" in h
+                ],
+            ),
+        ]
+    sdk_split = sdk.get("importSplitMs") or {}
+    groups = sorted({g for _, split in splits for g in split} | set(sdk_split), key=_group_order)
+    if groups:
+        split_rows = [[f"`{name}`", *_split_cells(split, groups)] for name, split in splits]
+        split_rows.append(["official SDK", *_split_cells(sdk_split, groups)])
+        lines += [
+            "",
+            "Where the import time goes (ms under `python -X importtime`, which inflates every figure; each module's "
+            "own time goes to its package, else to the package that imported it; `other`: imported outside any "
+            "import, e.g. lazily at the first event):",
+            "",
+            *table(["", *groups, "total"], split_rows),
+        ]
+    imported = data.get("requestsImport")
+    if imported:
+        lines += [
+            "",
+            *table(
+                ["import alone (fresh process)", "ms", "-X importtime split (ms)"],
+                [
+                    ["`import requests` (cvc-sync's)", number(imported["oursMs"]), key_values(imported["oursSplitMs"])],
+                    [
+                        "the SDK's vendored requests",
+                        number(imported["sdkVendoredMs"]),
+                        key_values(imported["sdkVendoredSplitMs"]),
+                    ],
+                ],
+            ),
+        ]
+    return lines
+
+
+SPLIT_ORDER = (
+    "requests+urllib3",
+    "requests (SDK's vendored copy)",
+    "boto3+botocore",
+    "cvcsync",
+    "stdlib/orjson via cvcsync",
+    "official SDK",
+    "stdlib/jmespath via official SDK",
+)
+
+
+def _group_order(group: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(group) if group in SPLIT_ORDER else len(SPLIT_ORDER), group)
+
+
+def _split_cells(split: Mapping[str, float], groups: Sequence[str]) -> list[str]:
+    return [number(split[g]) if split.get(g) else "—" for g in groups] + [number(sum(split.values()))]
+
+
+def client(data: Results) -> list[str]:
+    rows = []
+    for label, key in (
+        ("import time (ms, fresh processes)", "importMs"),
+        ("GetAccountInfo wall time per call (ms, median)", "callWallMs"),
+        ("GetAccountInfo client CPU per call (ms)", "callCpuMs"),
+    ):
+        ours, sdk = data[key]["ours"], data[key]["sdk"]
+        rows.append([label, number(ours), number(sdk), ratio(sdk / ours), NO_TARGET])
+    users = data["usersPerSecond"]
+    count = data.get("params", {}).get("users", "N")
+    rows.append(
+        [
+            f"users/s creating {count} users (ours batched, SDK one per call)",
+            number(users["ours"]),
+            number(users["sdk"]),
+            ratio(users["ours"] / users["sdk"]),
+            NO_TARGET,
+        ]
+    )
+    return table(["measure", "cvc-sync", "official SDK", "ratio", "target"], rows)
+
+
+def sync_throughput(data: Results) -> list[str]:
+    users = data.get("params", {}).get("users", "N")
+    rows = []
+    for run in data["fullSync"]:
+        better = run["usersPerSecond"] / run["naivePerSecond"]
+        rows.append(
+            [
+                f"users/s, full sync of {users} users, {run['latencyMs']} ms emulator latency",
+                number(run["usersPerSecond"]),
+                number(run["naivePerSecond"]),
+                ratio(better),
+                f"≥ {NAIVE_LOOP_TIMES:g}× the naive loop",
+                verdict(better >= NAIVE_LOOP_TIMES),
+            ]
+        )
+    return table(["measure", "cvc-sync", "naive SDK loop", "ratio", "target", ""], rows)
+
+
+def reupload(data: Results) -> list[str]:
+    unchanged = data["unchangedReupload"]
+    return table(
+        ["run", "CVC calls", "unchanged records"],
+        [
+            ["first sync", key_values(data["firstSync"]["calls"]), "—"],
+            ["unchanged re-upload", key_values(unchanged["calls"]), number(unchanged["unchanged"], 0)],
+        ],
+    )
+
+
+def planning(data: Results) -> list[str]:
+    plan = data["planning"]
+    at_scale = plan["rows"] >= PLAN_ROWS_FOR_RSS
+    share = plan["rowsPerSecond"] / plan["csvRowsPerSecond"]
+    rss_verdict = verdict(plan["peakMb"] <= PEAK_RSS_MB) if at_scale else f"n/a ({number(plan['rows'], 0)} rows)"
+    return table(
+        ["measure", "cvc-sync", "csv.reader", "ratio", "target", ""],
+        [
+            [
+                f"rows/s planning {number(plan['rows'], 0)} users",
+                number(plan["rowsPerSecond"]),
+                number(plan["csvRowsPerSecond"]),
+                f"{share:.0%}",
+                f"≥ {CSV_SHARE:.0%} of csv.reader",
+                verdict(share >= CSV_SHARE),
+            ],
+            [
+                f"peak RSS MB planning {number(plan['rows'], 0)} users",
+                number(plan["peakMb"]),
+                number(plan["csvPeakMb"]),
+                ratio(plan["csvPeakMb"] / plan["peakMb"]),
+                f"≤ {PEAK_RSS_MB:g} MB at 1M users",
+                rss_verdict,
+            ],
+        ],
+    )
+
+
+def readers(data: Results) -> list[str]:
+    return [
+        f"{number(data['rows'], 0)} rows, {data['columns']} columns, {data['sizeMb']} MB UTF-8; CPU time, best of "
+        f"{data['repeats']}.",
+        "",
+        *table(
+            ["reader", "rows/s", "of bare csv.reader"],
+            [[run["label"], number(run["rowsPerSecond"]), f"{run['ofBareCsv']:.0%}"] for run in data["runs"]],
+        ),
+    ]
+
+
+def queue(data: Results) -> list[str]:
+    by_batch: dict[int, dict[bool, float]] = {}
+    for run in data["eventsPerSecond"]:
+        by_batch.setdefault(int(run["batch"]), {})[bool(run["stateBucket"])] = float(run["eventsPerSecond"])
+    rows = []
+    for batch, rates in sorted(by_batch.items()):
+        without, with_state = rates.get(False), rates.get(True)
+        rows.append(
+            [
+                f"batches of {batch}",
+                number(without) if without is not None else "not run",
+                number(with_state) if with_state is not None else "not run",
+                ratio(with_state / without) if without and with_state is not None else "—",
+            ]
+        )
+    return table(["events/s", "no state bucket (FC default)", "shadow state in S3 (moto)", "with / without"], rows)
+
+
+def scenarios(data: Results) -> list[str]:
+    runs = data["scenarios"]
+    passed = sum(1 for s in runs if s.get("passed"))
+    rows = [
+        [
+            s["name"],
+            number(s["users"], 0) if isinstance(s.get("users"), (int, float)) else "—",
+            "passed ✅" if s.get("passed") else "FAILED ❌",
+            number(s["seconds"]) if isinstance(s.get("seconds"), (int, float)) else "—",
+            key_values(s.get("figures")),
+        ]
+        for s in runs
+    ]
+    return [
+        f"{passed} of {len(runs)} scenarios passed.",
+        "",
+        *table(["scenario", "users", "result", "seconds", "figures"], rows),
+    ]
+
+
+def security_line(data: Results | None, problem: str | None) -> str:
+    if problem:
+        return f"**Security checks:** {problem}."
+    if data is None:
+        return "**Security checks:** not run."
+    runs = data["scenarios"]
+    passed = sum(1 for s in runs if s.get("passed"))
+    checks = "; ".join(
+        f"{s['name']} {'✅' if s.get('passed') else '❌'}"
+        + (f" ({key_values(s['figures'])})" if s.get("figures") else "")
+        for s in runs
+    )
+    return f"**Security checks:** {passed} of {len(runs)} passed ({data.get('generatedAt', 'time unknown')}): {checks}."
+
+
+# --- the report --------------------------------------------------------------------------------------------------
+
+SECTIONS: list[tuple[str, str, Section]] = [
+    ("Cold start per handler vs the official SDK", "bench_cold_start", cold_start),
+    ("Per-call client overhead vs the official SDK", "bench_client", client),
+    ("Sync throughput vs the naive official-SDK loop", "bench_sync", sync_throughput),
+    ("Unchanged re-upload", "bench_sync", reupload),
+    ("Planning at scale vs csv.reader", "bench_sync", planning),
+    ("Readers", "bench_readers", readers),
+    ("Queue events per second", "bench_queue", queue),
+    ("Chaos runs", "chaos", scenarios),
+]
+
+
+def load_results(results_dir: Path) -> tuple[dict[str, Results], dict[str, str]]:
+    """Every ``<name>.json`` in ``results_dir``: (readable ones by name, problems by name)."""
+    found: dict[str, Results] = {}
+    problems: dict[str, str] = {}
+    for path in sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problems[path.stem] = f"could not read `{path.name}`: {exc}"
+            continue
+        if not isinstance(data, dict):
+            problems[path.stem] = f"`{path.name}` is not a JSON object"
+            continue
+        found[path.stem] = data
+    return found, problems
+
+
+def _section(render: Section, name: str, found: Mapping[str, Results], problems: Mapping[str, str]) -> list[str]:
+    if name in problems:
+        return [f"Unreadable: {problems[name]}."]
+    if name not in found:
+        return [f"Not run (no `bench/results/{name}.json`)."]
+    data = found[name]
+    try:
+        body = render(data)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        return [f"Unreadable: `{name}.json` lacks what this table needs ({type(exc).__name__}: {exc})."]
+    return [measured(data), "", *body]
+
+
+def render_report(
+    found: Mapping[str, Results], problems: Mapping[str, str], *, now: datetime, host: Mapping[str, str]
+) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `bench/report.py` at {now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC from "
+        "`bench/results/*.json` (`make bench`); do not edit by hand. The machine may be shared and its figures "
+        "noisy: compare rows measured in the same run.",
+        "",
+        *table(["machine", ""], list(host.items())),
+    ]
+    for title, name, render in SECTIONS:
+        lines += ["", f"## {title}", "", *_section(render, name, found, problems)]
+    security = found.get("security")
+    try:
+        line = security_line(security, problems.get("security"))
+    except (KeyError, TypeError, ValueError) as exc:
+        line = f"**Security checks:** unreadable ({type(exc).__name__}: {exc})."
+    lines += ["", line, ""]
+    return "\n".join(lines)
+
+
+def write_report(
+    results_dir: Path = RESULTS_DIR,
+    output: Path = OUTPUT,
+    *,
+    now: datetime | None = None,
+    host: Mapping[str, str] | None = None,
+) -> str:
+    """Render every result in ``results_dir`` into ``output``; return the text."""
+    found, problems = load_results(results_dir)
+    text = render_report(found, problems, now=now or datetime.now(timezone.utc), host=host or machine())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="folder of <benchmark>.json files")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="the Markdown file to write")
+    args = parser.parse_args(argv)
+    write_report(args.results, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""bench/report.py over small fake results: the rows, the ratios and the verdicts against the issues' targets."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from bench.report import main, write_report
+
+NOW = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
+HOST = {"CPU": "Test CPU", "cores": "2", "RAM": "4.0 GiB", "OS": "TestOS", "Python": "3.11.7", "requests": "2.34.2"}
+
+
+def write(folder: Path, name: str, data: Any) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_bytes(orjson.dumps(data))
+
+
+def stamp(**figures: Any) -> dict[str, Any]:
+    return {"generatedAt": "2026-01-02T03:00:00Z", "python": "3.11.7", **figures}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    write(
+        folder,
+        "bench_cold_start",
+        stamp(
+            runs=5,
+            sdk={"what": "import + one CreateUser", "ms": 200.0, "cpuMs": 180.0, "importSplitMs": {"official SDK": 20}},
+            handlers=[
+                {
+                    "name": "queue_changes",
+                    "event": "MNS, one upsert",
+                    "ms": 160.0,
+                    "cpuMs": 150.0,
+                    "boto3Imported": False,
+                    "importSplitMs": {"requests+urllib3": 100.0, "cvcsync": 40.0},
+                    "uncompiled": {"ms": 400.0},
+                },
+                {"name": "scheduled", "event": "timer", "ms": 800.0, "cpuMs": 600.0, "boto3Imported": True},
+            ],
+            uncompiled={"runs": 5, "sdk": {"ms": 600.0}},
+            requestsImport={
+                "oursMs": 120.0,
+                "oursSplitMs": {"urllib3": 30},
+                "sdkVendoredMs": 90.0,
+                "sdkVendoredSplitMs": {},
+            },
+        ),
+    )
+    write(
+        folder,
+        "bench_client",
+        stamp(
+            params={"users": 1000},
+            importMs={"ours": 100.0, "sdk": 200.0},
+            callWallMs={"ours": 1.0, "sdk": 4.0},
+            callCpuMs={"ours": 0.5, "sdk": 1.0},
+            usersPerSecond={"ours": 30000.0, "sdk": 300.0},
+        ),
+    )
+    write(
+        folder,
+        "bench_sync",
+        stamp(
+            params={"users": 10000},
+            fullSync=[
+                {"latencyMs": 0, "usersPerSecond": 6000.0, "naivePerSecond": 100.0},
+                {"latencyMs": 50, "usersPerSecond": 800.0, "naivePerSecond": 20.0},
+            ],
+            firstSync={"calls": {"CreateUser": 100, "GetAccountInfo": 1}, "durationsMs": {}},
+            unchangedReupload={"calls": {"GetAccountInfo": 1}, "unchanged": 10000},
+            planning={
+                "rows": 1_000_000,
+                "rowsPerSecond": 50000.0,
+                "peakMb": 300.0,
+                "csvRowsPerSecond": 100000.0,
+                "csvPeakMb": 20.0,
+            },
+        ),
+    )
+    write(
+        folder,
+        "bench_readers",
+        stamp(
+            rows=1000,
+            columns=7,
+            sizeMb=0.1,
+            repeats=3,
+            runs=[
+                {"label": "csv.reader, bare", "rowsPerSecond": 1000000.0, "ofBareCsv": 1.0},
+                {"label": "read_records", "rowsPerSecond": 450000.0, "ofBareCsv": 0.45},
+            ],
+        ),
+    )
+    write(
+        folder,
+        "bench_queue",
+        stamp(
+            eventsPerSecond=[
+                {"batch": 10, "stateBucket": False, "eventsPerSecond": 500.0},
+                {"batch": 10, "stateBucket": True, "eventsPerSecond": 250.0},
+                {"batch": 100, "stateBucket": False, "eventsPerSecond": 2000.0},
+            ]
+        ),
+    )
+    write(
+        folder,
+        "chaos",
+        {
+            "generatedAt": "2026-01-02T03:30:00Z",
+            "scenarios": [
+                {
+                    "name": "throttle storm",
+                    "users": 5000,
+                    "passed": True,
+                    "seconds": 12.5,
+                    "figures": {"retries": 42, "mode": "fc"},
+                },
+                {
+                    "name": "key revoked",
+                    "users": 100,
+                    "passed": False,
+                    "seconds": 1.25,
+                    "figures": {"deadLetters": 100},
+                },
+            ],
+        },
+    )
+    write(
+        folder,
+        "security",
+        {
+            "generatedAt": "2026-01-02T03:40:00Z",
+            "scenarios": [{"name": "no secrets in logs", "users": 3000, "passed": True, "seconds": 2.0, "figures": {}}],
+        },
+    )
+    return folder
+
+
+def row(text: str, first_cell: str) -> list[str]:
+    """The cells of the table row whose first cell is ``first_cell``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{text}")
+
+
+def report(results: Path, tmp_path: Path) -> str:
+    output = tmp_path / "out" / "RESULTS.md"
+    text = write_report(results, output, now=NOW, host=HOST)
+    assert output.read_text(encoding="utf-8") == text
+    return text
+
+
+def test_header_names_the_time_machine_and_packages(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    assert "2026-01-02 03:04 UTC" in text
+    assert row(text, "CPU") == ["CPU", "Test CPU"] and row(text, "requests") == ["requests", "2.34.2"]
+
+
+def test_cold_start_rows_ratio_and_target(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    queue = row(text, "`queue_changes`")
+    assert queue[2:8] == ["160", "200", "1.25×", "150 / 180", "no", "≤ official SDK (ratio ≥ 1)"]
+    assert queue[8] == "met ✅"
+    scheduled = row(text, "`scheduled`")
+    assert scheduled[4] == "0.25×" and scheduled[6] == "yes" and scheduled[8] == "not met ❌"
+    assert "| `queue_changes` | 400 | 600 | 1.50× |" in text  # without .pyc
+    assert row(text, "`import requests` (cvc-sync's)")[1] == "120"
+
+
+def test_client_overhead_ratios(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    assert row(text, "import time (ms, fresh processes)")[1:5] == ["100", "200", "2.00×", "—"]
+    assert row(text, "GetAccountInfo wall time per call (ms, median)")[3] == "4.00×"
+    assert row(text, "users/s creating 1000 users (ours batched, SDK one per call)")[3] == "100×"
+
+
+def test_sync_throughput_against_fifty_times_the_naive_loop(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    fast = row(text, "users/s, full sync of 10000 users, 0 ms emulator latency")
+    assert fast[1:] == ["6,000", "100", "60.00×", "≥ 50× the naive loop", "met ✅"]
+    slow = row(text, "users/s, full sync of 10000 users, 50 ms emulator latency")
+    assert slow[3] == "40.00×" and slow[5] == "not met ❌"
+
+
+def test_reupload_and_planning_targets(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    assert row(text, "unchanged re-upload")[1:] == ["GetAccountInfo=1", "10,000"]
+    assert row(text, "first sync")[1] == "CreateUser=100, GetAccountInfo=1"
+    speed = row(text, "rows/s planning 1,000,000 users")
+    assert speed[1:] == ["50,000", "100,000", "50%", "≥ 40% of csv.reader", "met ✅"]
+    memory = row(text, "peak RSS MB planning 1,000,000 users")
+    assert memory[1:3] == ["300", "20.0"] and memory[4:] == ["≤ 256 MB at 1M users", "not met ❌"]
+
+
+def test_readers_and_queue(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    assert row(text, "read_records")[1:] == ["450,000", "45%"]
+    assert row(text, "batches of 10")[1:] == ["500", "250", "0.50×"]
+    assert row(text, "batches of 100")[1:] == ["2,000", "not run", "—"]
+
+
+def test_chaos_and_security_render_generically(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    assert "1 of 2 scenarios passed." in text
+    assert row(text, "throttle storm")[1:] == ["5,000", "passed ✅", "12.5", "retries=42, mode=fc"]
+    assert row(text, "key revoked")[2] == "FAILED ❌"
+    assert "**Security checks:** 1 of 1 passed" in text and "no secrets in logs ✅" in text
+
+
+def test_missing_inputs_say_not_run(tmp_path: Path) -> None:
+    text = report(tmp_path / "nothing-here", tmp_path)
+    assert text.count("Not run (no `bench/results/") == 8
+    assert "Not run (no `bench/results/chaos.json`)." in text
+    assert "**Security checks:** not run." in text
+
+
+def test_unreadable_inputs_are_named_not_fatal(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "chaos.json").write_text("{not json", encoding="utf-8")
+    write(folder, "bench_queue", stamp(somethingElse=1))
+    text = report(folder, tmp_path)
+    assert "Unreadable: could not read `chaos.json`" in text
+    assert "Unreadable: `bench_queue.json` lacks what this table needs (KeyError" in text
+
+
+def test_command_line_takes_results_and_output(results: Path, tmp_path: Path) -> None:
+    output = tmp_path / "cli" / "RESULTS.md"
+    assert main(["--results", str(results), "--output", str(output)]) == 0
+    assert "| `queue_changes` |" in output.read_text(encoding="utf-8")

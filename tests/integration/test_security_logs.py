@@ -12,11 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
+from cvcsync.http_api.app import HttpApi
 from cvcsync.logs import JsonFormatter
 from cvcsync.runtime import LocalLambdaContext, local_fc_context
 from cvcsync.triggers.queue import handle as handle_queue
 from cvcsync.triggers.upload import handle as handle_upload
 from support.events import load_event
+from support.http_api import AUTH_ENV, SECRET, TOKEN, call, signed_headers
 
 EXPORT = Path(__file__).resolve().parents[2] / "events" / "demo" / "hr-export-day1.csv"
 BUCKET = "cvc-user-uploads"
@@ -102,6 +104,18 @@ def test_a_debug_run_leaks_no_secret_token_signature_mobile_or_email(
     wrong = {**env, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "a-wrong-secret-that-must-not-leak"}
     handle_queue({"Records": records[:1]}, LocalLambdaContext("queue"), env=wrong)
 
+    # The HTTP API with both kinds of auth: signed, bearer, a forged signature and a wrong token, all at DEBUG.
+    api = HttpApi({**env, **AUTH_ENV})
+    person = {"userName": "丙", "groupId": "88", "groupName": "G", "userMobile": "13987654321"}
+    assert call(api, "PUT", "/users/h1", body={**person, "userEmail": "http.person@example.com"}).status in (200, 201)
+    assert call(api, "GET", "/users/h1").status == 200
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert call(api, "GET", "/users/h1", headers=bearer, signed=False).status == 200
+    wrong_token = {"Authorization": "Bearer a-wrong-token-that-must-not-leak"}
+    assert call(api, "GET", "/users/h1", headers=wrong_token, signed=False).status == 401
+    forged = {**signed_headers("GET", "/users/h1"), "X-Cvcsync-Signature": "forged-signature-must-not-leak"}
+    assert call(api, "GET", "/users/h1", headers=forged, signed=False).status == 401
+
     reports = [
         s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read().decode()
         for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="cvc-sync/reports/")["Contents"]
@@ -115,6 +129,11 @@ def test_a_debug_run_leaks_no_secret_token_signature_mobile_or_email(
         "a-wrong-secret-that-must-not-leak",
         "13912345678",
         "secret.person@example.com",
+        "13987654321",
+        "http.person@example.com",
+        SECRET,  # the HTTP API's HMAC key
+        TOKEN,  # its bearer token
+        "a-wrong-token-that-must-not-leak",
     ]
     mobiles, emails = personal_data()
     leaks = [f for f in forbidden if f in text]

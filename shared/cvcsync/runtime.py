@@ -7,6 +7,7 @@ milliseconds. Either way the engine sees one ``deadline`` on the ``time.monotoni
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -16,6 +17,10 @@ from typing import Any
 from .config import ENV_ALIBABA_REGION, ENV_AWS_REGION
 
 FC, LAMBDA, LOCAL = "fc", "lambda", "local"
+
+
+# A run id names objects (runs/<id>/...) and local files: letters, digits, - and _ only (a UUID fits).
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 def _read(obj: Any, name: str, default: Any = None) -> Any:

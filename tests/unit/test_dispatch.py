@@ -9,8 +9,9 @@ import orjson
 import pytest
 
 from cvcsync.dispatch import DispatchError, FcDispatcher, InlineDispatcher, LambdaDispatcher
-from cvcsync.errors import ConfigurationError
+from cvcsync.errors import ConfigurationError, InvalidInputError
 from cvcsync.runtime import from_context, local_fc_context
+from cvcsync.triggers.common import continuation_of
 from support.scripted import Answer, ScriptedServer
 
 EVENT = {"cvcsync": {"action": "resume", "runId": "r-1", "bucket": "b"}}
@@ -78,3 +79,24 @@ def test_inline_dispatch_runs_every_event() -> None:
     seen: list[dict[str, Any]] = []
     InlineDispatcher(seen.append).dispatch([EVENT, EVENT, EVENT])
     assert len(seen) == 3
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        {"action": "resume", "runId": "../../etc/x"},
+        {"action": "resume", "runId": "a/b"},
+        {"action": "resume", "runId": ""},
+        {"action": "chunk", "runId": "r1", "chunk": "0", "chunks": 2},
+        {"action": "chunk", "runId": "r1", "chunk": -1, "chunks": 2},
+        {"action": "chunk", "runId": "r1", "chunk": True, "chunks": 2},
+    ],
+)
+def test_a_continuation_with_a_hostile_run_id_or_chunk_is_refused(inner: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError):
+        continuation_of({"cvcsync": inner})
+
+
+def test_a_well_formed_continuation_is_recognised() -> None:
+    inner = {"action": "chunk", "runId": "0b6a-4f_x", "chunk": 1, "chunks": 3, "bucket": "b"}
+    assert continuation_of({"cvcsync": inner}) == inner and continuation_of({"events": []}) is None

@@ -27,7 +27,7 @@ from ..errors import CvcBusinessError, CvcError, CvcSyncError, InvalidInputError
 from ..events.types import ObjectUploaded
 from ..objects import ObjectStoreError
 from ..records import MAX_LENGTH, RecordError, User, parse_user, user_from_cvc
-from ..runtime import Invocation
+from ..runtime import RUN_ID, Invocation
 from .app import Operation, Request, Response, Route, State, openapi_document
 from .errors import ApiError, cvc_summary, from_cvc_error, from_store_error
 from .settings import HttpSettings
@@ -38,7 +38,6 @@ T = TypeVar("T")
 HEALTH_CACHE_SECONDS = 30.0
 MAX_KEY_LENGTH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 UPSERTED, DELETED, REJECTED, SUPERSEDED, FAILED = "upserted", "deleted", "rejected", "superseded", "failed"
 _UNSENT = {"code": "CircuitOpen", "message": "not sent: CVC is failing and the circuit opened", "retryable": True}
 
@@ -340,7 +339,7 @@ def sync(request: Request, deps: Dependencies) -> Response:
 
 def get_run(request: Request, deps: Dependencies) -> Response:
     run_id = request.params["id"]
-    if not _RUN_ID.fullmatch(run_id):
+    if not RUN_ID.fullmatch(run_id):
         raise ApiError(400, "InvalidRunId", "must be a run id (letters, digits, - and _)", field="id")
     bucket = deps.settings.reports_bucket
     if bucket is None:

@@ -12,7 +12,7 @@ import orjson
 from ..config import ENV_LOG_LEVEL
 from ..errors import InvalidInputError
 from ..logs import configure_logging, request_id_var
-from ..runtime import FC, Invocation, from_context
+from ..runtime import FC, RUN_ID, Invocation, from_context
 
 
 def decode_event(event: Any) -> Any:
@@ -52,5 +52,12 @@ def continuation_of(payload: Any) -> dict[str, Any] | None:
         inner: dict[str, Any] = payload["cvcsync"]
         if inner.get("action") not in ("resume", "chunk") or not isinstance(inner.get("runId"), str):
             raise InvalidInputError("a cvcsync continuation event needs action resume|chunk and a runId")
+        if not RUN_ID.fullmatch(inner["runId"]):  # it becomes part of object keys and file names
+            raise InvalidInputError("a continuation's runId must be letters, digits, - and _ (a run id)")
+        if inner["action"] == "chunk" and not all(
+            isinstance(inner.get(name), int) and not isinstance(inner.get(name), bool) and inner[name] >= 0
+            for name in ("chunk", "chunks")
+        ):
+            raise InvalidInputError("a chunk continuation needs whole numbers chunk and chunks")
         return inner
     return None

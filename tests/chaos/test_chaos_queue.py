@@ -12,7 +12,7 @@ import orjson
 
 from cvcsync.runtime import LocalLambdaContext
 from cvcsync.triggers.queue import handle
-from support.chaos import USERS, Results, Users, chunks, cvc_directory, hashes, person, read_state
+from support.chaos import USERS, Results, Users, cvc_directory, hashes, person, read_state
 
 from .conftest import STATE
 
@@ -58,11 +58,12 @@ def sqs_records(messages: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def deliver(queue: list[tuple[str, dict[str, Any]]], env: dict[str, str], rng: random.Random) -> dict[str, int]:
-    """Until the queue is empty: shuffle, take batches of 10, put the failed messages back (redelivery)."""
+    """Until the queue is empty: shuffle, take batches of 1 to 25, put the failed messages back (redelivery)."""
     totals = {"deliveries": 0, "batches": 0, "redelivered": 0}
     while queue:
         rng.shuffle(queue)
-        batch, queue[:] = queue[:10], queue[10:]
+        size = rng.randint(1, 25)
+        batch, queue[:] = queue[:size], queue[size:]
         answer = handle(sqs_records(batch), LocalLambdaContext("chaos-queue"), env=env)
         assert answer["received"] == sum(answer["outcomes"].values()) == len(batch)
         failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
@@ -79,7 +80,7 @@ def deliver(queue: list[tuple[str, dict[str, Any]]], env: dict[str, str], rng: r
 def test_duplicated_reordered_and_replayed_changes_end_in_each_users_latest(
     chaos_env: dict[str, str], emulator: Any, moto: Any, chaos_results: Results
 ) -> None:
-    n = max(100, USERS // 20)
+    n = max(100, USERS // 40)
     scenario = chaos_results.start("queue: duplicates, reordering, redelivery, replay", n)
     rng = random.Random(42)
     env = {**chaos_env, "CVC_MAX_ATTEMPTS": "1", "CVCSYNC_HTTP_CIRCUIT_COOLDOWN": "0.1"}
@@ -112,7 +113,3 @@ def test_duplicated_reordered_and_replayed_changes_end_in_each_users_latest(
         "writesDuringReplay": 0,
     }
     scenario.passed = True
-
-
-def test_chunks_helper_splits_evenly() -> None:
-    assert [len(c) for c in chunks(list(range(25)), 10)] == [10, 10, 5]

@@ -12,7 +12,7 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +197,3 @@ class Results:
             "scenarios": [s.to_dict() for s in self.scenarios],
         }
         path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-
-
-def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -12,7 +12,8 @@ imports ``functions/<name>/index.py`` and handles one realistic event as FC hand
 The official SDK's cold start is a fresh ``python`` importing ``aliyunsdkcore`` and making one CreateUser call.
 Target (issue): each handler's cold start <= the SDK's. Medians (wall and CPU time) of ``--runs`` fresh processes
 per side, the sides interleaved so that load on the machine hits both alike, with bytecode compiled beforehand
-into a cache of the bench's own; then the same without ``.pyc`` files (as ``deploy/package.py`` ships the code).
+into a cache of the bench's own (as ``deploy/package.py`` ships the code: unchecked-hash ``.pyc`` for the
+platform's Python); then the same without any ``.pyc`` (a package built without its target interpreter).
 From ``python -X importtime`` runs of the same children: where the import time goes (requests + urllib3, boto3,
 our own modules) and what ``import requests`` alone costs next to the copy of requests the SDK vendors.
 """

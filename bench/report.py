@@ -158,8 +158,8 @@ def cold_start(data: Results) -> list[str]:
         base = uncompiled["sdk"]["ms"]
         lines += [
             "",
-            f"Without `.pyc` files for anything but the standard library (as `deploy/package.py` builds the zips: "
-            f"each cold start compiles every other module), median of {uncompiled['runs']}:",
+            f"Without `.pyc` files for anything but the standard library (a package built without its target "
+            f"interpreter: each cold start compiles every other module), median of {uncompiled['runs']}:",
             "",
             *table(
                 ["handler", "cvc-sync ms", "official SDK ms", "ratio"],

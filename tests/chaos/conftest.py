@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from cvcsync import services
 from support.chaos import Results
 
 UPLOADS = "cvc-user-uploads"
@@ -22,20 +21,14 @@ def chaos_results() -> Iterator[Results]:
 
 
 @pytest.fixture
-def chaos_env(emulator: Any, moto: Any) -> Iterator[dict[str, str]]:
-    """Uploads in one bucket, state/reports/dead letters in another; generous gates (the runs delete on purpose)."""
-    services.clear_cache()
+def chaos_env(function_env: dict[str, str], moto: Any) -> dict[str, str]:
+    """The function's environment over the emulator and moto (tests/conftest.py), with uploads in one bucket and
+    state, reports and dead letters in another; generous gates (the runs delete on purpose)."""
     s3 = moto.s3_client()
     s3.create_bucket(Bucket=UPLOADS)
     s3.create_bucket(Bucket=STATE)
-    yield {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
-        "CVC_ENDPOINT": emulator.url,
-        "CVCSYNC_S3_ENDPOINT": moto.url,
-        "CVCSYNC_S3_REGION": "us-east-1",
-        "CVCSYNC_S3_ADDRESSING_STYLE": "path",
-        "CVCSYNC_SQS_ENDPOINT": moto.url,
+    return {
+        **function_env,
         "CVCSYNC_STATE_BUCKET": STATE,
         "CVCSYNC_LOG_LEVEL": "ERROR",
         "CVCSYNC_MAX_DELETES": "1000000",
@@ -43,4 +36,3 @@ def chaos_env(emulator: Any, moto: Any) -> Iterator[dict[str, str]]:
         "CVCSYNC_REDRIVE_BACKOFF_SECONDS": "0.001",
         "CVCSYNC_FANOUT": "off",  # one invocation applies the whole run (fan-out has its own tests)
     }
-    services.clear_cache()

@@ -202,7 +202,7 @@ class StateStore:
         packed = workdir / "in-flight.ndjson.gz"
         for key in keys:
             if not self.store.download_file(self.bucket, key, packed):
-                continue  # its run committed meanwhile: the generation we read may be older, see checkout()
+                continue  # a commit folded it in and removed it meanwhile
             batch: list[tuple[str, str | None]] = []
             with gzip.open(packed, "rb") as lines:
                 for line in lines:

@@ -105,14 +105,16 @@ def _apply_guards(plan: SyncPlan, report: RunReport, upserts_when_refused: bool)
     if not refused:
         return
     plan.skip_pending([DELETE])
-    if gates.CAPACITY in refused or not upserts_when_refused:
+    # Capacity and group refusals stop creates and updates whatever the setting says: CVC would refuse them, or
+    # they are another group's users.
+    held = upserts_when_refused and not refused & {gates.CAPACITY, gates.GROUP}
+    if not held:
         plan.skip_pending([CREATE, UPDATE])
     for guard in report.guards:
         if guard.name in refused:
             message = f"REFUSED by the {guard.name} gate: {guard.detail}"
             report.messages.append(message)
             log.error("sync refused by a safety gate", extra={"guard": guard.name, "detail": guard.detail})
-    held = upserts_when_refused and gates.CAPACITY not in refused
     report.messages.append(
         "no deletion was sent; "
         + ("creates and updates were applied (CVCSYNC_UPSERTS_WHEN_REFUSED)" if held else "nor any create or update")

@@ -66,7 +66,8 @@ def test_a_bad_export_deletes_no_one_and_says_so_loudly(
     assert sync(moto, chaos_env, body)["outcomes"]["created"] == n
     make, gate = BAD[kind]
     bad = other_group(n) if make is None else make(body)
-    run = sync(moto, chaos_env, bad)
+    # Even where a refusal lets creates and updates through, another group's users are never created.
+    run = sync(moto, {**chaos_env, "CVCSYNC_UPSERTS_WHEN_REFUSED": "true"} if make is None else chaos_env, bad)
 
     assert run["status"] == "refused" and run["refused"]
     assert run["outcomes"]["deleted"] == 0 and run["outcomes"]["created"] == 0

@@ -63,7 +63,8 @@ def test_fc_oss_event_syncs_the_object_and_writes_report_and_state(
     assert run["status"] == "applied" and run["outcomes"]["created"] == 60 and run["outcomes"]["rejected"] == 1
     assert run["received"] == sum(run["outcomes"].values()) == 61
     assert len(emulator.users()) == 60
-    [report_key] = keys(moto, f"cvc-sync/reports/{FC_KEY}/")
+    report_key, problems_key = sorted(keys(moto, f"cvc-sync/reports/{FC_KEY}/"))
+    assert problems_key == report_key.removesuffix(".json") + ".problems.csv"  # one row was rejected
     report = read_json(moto, report_key)
     assert report["runId"] == run["runId"] and report["calls"]["CreateUser"] == 3
     assert report["problems"][0]["line"] == 62

@@ -80,7 +80,7 @@ def deliver(queue: list[tuple[str, dict[str, Any]]], env: dict[str, str], rng: r
 def test_duplicated_reordered_and_replayed_changes_end_in_each_users_latest(
     chaos_env: dict[str, str], emulator: Any, moto: Any, chaos_results: Results
 ) -> None:
-    n = min(1000, max(100, USERS // 40))  # a state commit per batch: this size already takes ~400 batches
+    n = min(1000, max(100, USERS // 60))  # a state commit per batch: this size already takes ~400 batches
     scenario = chaos_results.start("queue: duplicates, reordering, redelivery, replay", n)
     rng = random.Random(42)
     env = {**chaos_env, "CVC_MAX_ATTEMPTS": "1", "CVCSYNC_HTTP_CIRCUIT_COOLDOWN": "0.1"}

@@ -78,7 +78,7 @@ class Applier:
         where_chunk = "AND chunk = ?" if chunk is not None else ""
         for action, ops in (("DeleteUser", "'delete'"), ("CreateUser", "'create', 'update'")):
             query = (
-                f"SELECT seq, user_id, op, record FROM rows WHERE outcome IS NULL AND op IN ({ops}) {where_chunk} "  # noqa: S608
+                f"SELECT seq, user_id, op, record FROM rows WHERE outcome IS NULL AND op IN ({ops}) {where_chunk} "  # noqa: S608 - constant op lists  # nosec B608
                 "AND seq > ? ORDER BY seq LIMIT ?"
             )
             last = -1

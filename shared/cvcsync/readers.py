@@ -40,7 +40,7 @@ import itertools
 import json
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -89,31 +89,71 @@ class SourceRow:
 
 def read_records(
     stream: IO[bytes], *, name: str | None = None, fmt: str | None = None, encoding: str | None = None
-) -> Iterator[SourceRow]:
-    """Yield each record of a user export, in order, with its line number."""
-    text = _Text(stream, encoding)
-    try:
-        first, peeked = _peek(text)
-        if not first and text.exhausted:
-            return
-        kind = fmt or detect_format(name, first)
-        if fmt is None and kind == "ndjson" and not _named(name):
-            kind = _json_or_ndjson("".join(peeked))
-        if kind not in FORMATS:
-            expected = ", ".join(FORMATS)
-            raise InvalidInputError(f"unknown format {kind!r}; expected one of {expected}", code="UnknownFormat")
-        chunks = itertools.chain(peeked, text)
-        if kind == "csv":
-            prefer_tab = bool(name) and str(name).lower().removesuffix(".gz").endswith(".tsv")
-            yield from _read_csv(_Lines(chunks, text), prefer_tab=prefer_tab)
-        elif kind == "ndjson":
-            yield from _read_ndjson(_Lines(chunks, text))
-        else:
-            yield from _JsonDocument(chunks, text).records()
-    except UnicodeError as exc:  # UnicodeDecodeError, or UTF-16's missing-BOM error
-        raise text.encoding_error(exc, 1) from exc
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InvalidInputError(f"the gzip data is damaged or truncated: {exc}", code="BadGzip") from exc
+) -> RecordStream:
+    """Each record of a user export, in order, with its line number (read as they are asked for)."""
+    return RecordStream(stream, name=name, fmt=fmt, encoding=encoding)
+
+
+CsvCells = tuple[int, list[str]]  # (line, cells in the header's order) of a CSV row that was read
+
+
+class RecordStream(Iterator[SourceRow]):
+    """What ``read_records`` returns: the records as ``SourceRow``s.
+
+    ``cells()`` hands the same records to a caller that maps columns itself (the planner): each CSV row as
+    ``(line, cells)``, with ``header`` set before the first one, which saves building a dict per row; a row that
+    cannot be read, and every JSON or NDJSON record, still comes as a ``SourceRow``. A stream is read once, either
+    way.
+    """
+
+    def __init__(self, stream: IO[bytes], *, name: str | None, fmt: str | None, encoding: str | None) -> None:
+        self.header: tuple[str, ...] | None = None
+        self._stream = stream
+        self._name = name
+        self._fmt = fmt
+        self._encoding = encoding
+        self._rows: Iterator[SourceRow] | None = None
+
+    def __next__(self) -> SourceRow:
+        if self._rows is None:
+            self._rows = self._records(cells=False)
+        return next(self._rows)
+
+    def cells(self) -> Iterator[SourceRow | CsvCells]:
+        if self._rows is not None:
+            raise RuntimeError("these records are already being read")
+        self._rows = iter(())
+        return self._records(cells=True)
+
+    def _set_header(self, header: list[str]) -> None:
+        self.header = tuple(header)
+
+    def _records(self, *, cells: bool) -> Iterator[Any]:
+        name, fmt = self._name, self._fmt
+        text = _Text(self._stream, self._encoding)
+        try:
+            first, peeked = _peek(text)
+            if not first and text.exhausted:
+                return
+            kind = fmt or detect_format(name, first)
+            if fmt is None and kind == "ndjson" and not _named(name):
+                kind = _json_or_ndjson("".join(peeked))
+            if kind not in FORMATS:
+                expected = ", ".join(FORMATS)
+                raise InvalidInputError(f"unknown format {kind!r}; expected one of {expected}", code="UnknownFormat")
+            chunks = itertools.chain(peeked, text)
+            if kind == "csv":
+                prefer_tab = bool(name) and str(name).lower().removesuffix(".gz").endswith(".tsv")
+                on_header = self._set_header if cells else None
+                yield from _read_csv(_Lines(chunks, text), prefer_tab=prefer_tab, on_header=on_header)
+            elif kind == "ndjson":
+                yield from _read_ndjson(_Lines(chunks, text))
+            else:
+                yield from _JsonDocument(chunks, text).records()
+        except UnicodeError as exc:  # UnicodeDecodeError, or UTF-16's missing-BOM error
+            raise text.encoding_error(exc, 1) from exc
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise InvalidInputError(f"the gzip data is damaged or truncated: {exc}", code="BadGzip") from exc
 
 
 def detect_format(name: str | None, first_char: str) -> str:
@@ -474,7 +514,10 @@ def _sniff_delimiter(line: str, *, prefer_tab: bool) -> str:
     return next(d for d in DELIMITERS if counts[d] == best)
 
 
-def _read_csv(lines: _Lines, *, prefer_tab: bool) -> Iterator[SourceRow]:
+def _read_csv(
+    lines: _Lines, *, prefer_tab: bool, on_header: Callable[[list[str]], None] | None = None
+) -> Iterator[Any]:
+    """The rows as ``SourceRow``; with ``on_header``, which is told the header, readable rows as ``(line, cells)``."""
     source = iter(lines)
     blanks = 0
     for first in source:
@@ -489,6 +532,9 @@ def _read_csv(lines: _Lines, *, prefer_tab: bool) -> Iterator[SourceRow]:
     header = _read_header(reader, flagged)
     if header is None:
         return
+    cells_only = on_header is not None
+    if on_header is not None:
+        on_header(header)
     width = len(header)
     limit = MAX_RECORD_CHARS
     end = reader.line_num
@@ -512,8 +558,11 @@ def _read_csv(lines: _Lines, *, prefer_tab: bool) -> Iterator[SourceRow]:
                 if end != line and (size := sum(map(len, cells))) > limit:
                     yield SourceRow(line, error=f"is {size} characters long; at most {limit} allowed")
                     continue
-                # Lengths are equal (checked above); strict= would cost a third of this line's time.
-                yield SourceRow(line, dict(zip(header, cells)))  # noqa: B905
+                if cells_only:
+                    yield line, cells
+                else:
+                    # Lengths are equal (checked above); strict= would cost a third of this line's time.
+                    yield SourceRow(line, dict(zip(header, cells)))  # noqa: B905
             return
         except csv.Error as exc:
             line = end + 1

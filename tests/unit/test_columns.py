@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cvcsync import columns
 from cvcsync.columns import (
@@ -22,7 +24,7 @@ from cvcsync.columns import (
 from cvcsync.config import ENV_COLUMN_MAP, ENV_COLUMN_PRESET
 from cvcsync.errors import ConfigurationError
 from cvcsync.readers import read_records
-from cvcsync.records import RecordError, User, parse_user
+from cvcsync.records import RecordError, User, fast_user_json, parse_user
 from support.exports import export_names, export_path
 
 GROUP = {"groupId": "88", "groupName": "示例科技"}
@@ -475,3 +477,76 @@ def test_excel_unicode_text_export_utf16_tab_separated() -> None:
     assert [u.user_id for u in users] == ["H001", "H002", "H003", "H004", "H005"]
     assert users[2].user_mobile == "13800000033"
     assert users[0].depart_name == "人事部"
+
+
+# --- the plain fast path (PlainRows) ---------------------------------------------------------------------------
+
+PLAIN_HEADERS = [
+    ["userId", "userName", "groupId", "groupName", "departId", "departName", "userEmail", "userMobile"],
+    ["工号", "姓名", "部门", "手机", "座机", "邮箱", "状态"],  # aliases: departName cleaned, 状态 is the operation
+    ["帐号", "姓名", "企业邮箱", "个人邮箱", "手机", "userAvatarUrl"],  # an e-mail with a fallback column
+    ["userId", "userName", "op", "userTel"],
+]
+PLAIN_DEFAULTS = [{}, GROUP, {"groupId": " 88 ", "groupName": "示例%s科技"}, {"groupId": "8\x008"}]
+ODD_CELLS = [
+    "", " ", "a b", " a", "a ", "=1+1", "+86 138 0000 0001", "-x", "@x", "13800000001", "1380000000１", "a@b.co",
+    "a@b", "=a@b.co", "总部/研发部", "研发部;财务部", "研发部", "u-1", 'a"b', "a\\b", "a\tb", "a\u3000", "\ud800",
+    "a\u241fb", "x" * 65, "x" * 129, "http://x.y/a.png", "https://", "ftp://x", "在职", "离职", "delete", "Upsert",
+    "0571-88886666", "(0571) 8888", "😀", "a%sb",
+]  # fmt: skip
+odd_cells = st.sampled_from(ODD_CELLS)
+
+
+GOOD_CELLS = {
+    "userEmail": st.from_regex(r"[a-z0-9.+\-]{1,8}@[a-z0-9\-]{1,6}\.[a-z]{2,3}", fullmatch=True),
+    "userMobile": st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    "userTel": st.from_regex(r"[0-9][0-9 ()\-]{2,12}", fullmatch=True),
+    "userAvatarUrl": st.from_regex(r"https?://[a-z./ ]{0,12}", fullmatch=True),
+    "op": st.sampled_from(["", "在职", "upsert", "Upsert", "离职", "delete", " ", "x"]),
+}
+
+
+def good_cell(target: str | None) -> st.SearchStrategy[str]:
+    text = st.text(st.characters(categories=["L", "N", "P", "S", "Zs"]), min_size=1, max_size=8)
+    return GOOD_CELLS.get(target or "", text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(PLAIN_HEADERS), st.sampled_from(PLAIN_DEFAULTS), st.data())
+def test_a_plain_row_gives_what_the_full_path_gives(header: list[str], defaults: dict[str, str], data: Any) -> None:
+    targets = ColumnMap().for_header(header).field_of
+    op_column = ColumnMap().for_header(header).op_column
+    cells = [data.draw(good_cell("op" if column == op_column else targets.get(column))) for column in header]
+    for at in data.draw(st.lists(st.integers(0, len(header) - 1), max_size=2)):  # spoil a cell or two
+        cells[at] = data.draw(st.one_of(odd_cells, st.text(max_size=4)))
+    mapping_ = ColumnMap().for_header(header)
+    try:
+        plain = columns.PlainRows(mapping_, defaults, header)
+    except ValueError:
+        return
+    found = plain.user_json(cells)
+    record = dict(zip(header, cells, strict=True))
+    assert columns.PlainRows(mapping_, defaults, None).user_json(record) == found  # the same for a JSON record
+    if found is None:
+        return
+    result = mapping_.apply(record)
+    assert result.op != OP_DELETE and not result.notices
+    user = parse_user(result.fields, defaults=defaults)
+    assert found == (user.user_id, user.to_json().decode())
+    assert fast_user_json(result.fields, defaults) == (user.user_id, user.to_json())
+
+
+def test_ordinary_rows_are_plain() -> None:
+    header = PLAIN_HEADERS[1]
+    plain = columns.PlainRows(mapping(header), GROUP, header)
+    assert plain.user_json(["E1", "王伟", "研发部", "13800000001", "0571-88886666", "a@corp.example", "在职"]) == (
+        "E1",
+        '{"userId":"E1","userName":"王伟","groupId":"88","groupName":"示例科技","departName":"研发部",'
+        '"userEmail":"a@corp.example","userTel":"0571-88886666","userMobile":"13800000001"}',
+    )
+    assert plain.user_json(["E2", "李娜", "", "", "", "", ""]) == (
+        "E2",
+        '{"userId":"E2","userName":"李娜","groupId":"88","groupName":"示例科技"}',
+    )
+    assert plain.user_json(["E3", "张三", "总部/研发部", "13800000001", "", "", "在职"]) is None  # a path to clean
+    assert plain.user_json(["E4", "张三", "研发部", "13800000001", "", "", "离职"]) is None  # a delete

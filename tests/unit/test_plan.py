@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cvcsync import columns
 from cvcsync.engine.outcomes import check_accounting
 from cvcsync.engine.plan import DELTA, FULL, PlanInput, SyncPlan, build_plan
 from cvcsync.engine.state import ShadowState
-from cvcsync.readers import SourceRow
+from cvcsync.readers import SourceRow, read_records
 from cvcsync.records import parse_user
 
 GROUP = {"groupId": "88", "groupName": "示例科技"}
@@ -174,3 +176,45 @@ def test_every_row_gets_exactly_one_operation(items: list[Any], known: list[str]
             plan.close()
         finally:
             shadow.close()
+
+
+def _mixed_export(n: int) -> bytes:
+    """Plain rows with, every few rows, one the full path must handle: a mobile to clean, a blank name, a delete,
+    a repeated user id, a row with a cell missing."""
+    lines = ["userId,userName,groupId,groupName,userMobile,op"]
+    for i in range(n):
+        name, mobile, op = f"用户{i}", f"138{i:08d}", ""
+        if i % 7 == 3:
+            mobile = f"+86 138 {i:08d}"
+        if i % 11 == 5:
+            name = ""
+        if i % 13 == 6:
+            op = "delete"
+        uid = f"u{i - 150 if i % 17 == 9 and i >= 150 else i}"
+        lines.append(f"{uid},{name},88,示例科技,{mobile},{op}" + ("" if i % 19 != 4 else ",extra"))
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("mode", [FULL, DELTA])
+def test_a_csv_read_as_cells_plans_exactly_as_its_records_do(
+    state: ShadowState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The planner's fast path (cell lists, plain rows, batched inserts) against the full path for every row."""
+    remember(state, user("u1", "用户1", userMobile="13800000001"), user("u2", "旧名"), user("gone"))
+    data = _mixed_export(700)
+    plans = [
+        build_plan(PlanInput(read_records(io.BytesIO(data), name="u.csv"), mode), state, tmp_path),
+        build_plan(PlanInput(list(read_records(io.BytesIO(data), name="u.csv")), mode), state, tmp_path),
+    ]
+    monkeypatch.setattr(columns, "PlainRows", _NeverPlain)
+    plans.append(build_plan(PlanInput(read_records(io.BytesIO(data), name="u.csv"), mode), state, tmp_path))
+    got = [list(plan.operations()) for plan in plans]
+    assert got[0] == got[1] == got[2]
+    counts = plans[0].op_counts()
+    assert counts["unchanged"] == 1 and counts["update"] == 1 and counts["duplicate"] > 10 and counts["reject"] > 50
+    assert plans[0].notices == plans[2].notices
+
+
+class _NeverPlain:
+    def __init__(self, *args: Any) -> None:
+        raise ValueError("the full path for every row")

@@ -16,6 +16,7 @@ Rules (one test each):
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,6 +38,7 @@ from .state import ShadowState
 FULL, DELTA = "full", "delta"
 MODES = (FULL, DELTA)
 INSERT_BATCH = 5000
+OUTCOME_SEQS = 500  # row numbers per UPDATE of outcomes (under SQLite's old limit of 999 parameters)
 # The workspace is scratch: a crash loses nothing a re-plan would not rebuild, so no journal and no fsync.
 WORKSPACE_PRAGMAS = (
     "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
@@ -202,16 +204,37 @@ class SyncPlan:
         yield from self.db.execute(query + " ORDER BY seq", args).fetchall()
 
     def record_outcomes(self, results: Iterable[tuple[int, str, str | None]]) -> None:
-        """(seq, outcome, error JSON) of finished operations."""
+        """(seq, outcome, error JSON) of finished operations.
+
+        Outcomes without an error (nearly all) are written by outcome, one statement per OUTCOME_SEQS rows
+        (apply records a batch of 100 after every call: row by row, that was most of the apply thread's time).
+        """
+        last = {seq: (outcome, error) for seq, outcome, error in results}  # a row recorded twice: the later wins
+        plain: dict[str, list[int]] = {}
+        failed: list[tuple[str, str, int]] = []
+        for seq, (outcome, error) in last.items():
+            if error is None:
+                plain.setdefault(outcome, []).append(seq)
+            else:
+                failed.append((outcome, error, seq))
         self.db.execute("BEGIN")
-        self.db.executemany("UPDATE rows SET outcome = ?, error = ? WHERE seq = ?", [(o, e, s) for s, o, e in results])
+        for outcome, seqs in plain.items():
+            for start in range(0, len(seqs), OUTCOME_SEQS):
+                part = seqs[start : start + OUTCOME_SEQS]
+                marks = ",".join("?" * len(part))
+                self.db.execute(
+                    f"UPDATE rows SET outcome = ?, error = NULL WHERE seq IN ({marks})",  # noqa: S608  # nosec B608 - marks only
+                    (outcome, *part),
+                )
+        if failed:
+            self.db.executemany("UPDATE rows SET outcome = ?, error = ? WHERE seq = ?", failed)
         self.db.execute("COMMIT")
 
     def skip_pending(self, ops: Iterable[str]) -> int:
         """Guard refusal: pending operations of these kinds end as skipped-by-guard."""
         marks = ",".join("?" for _ in ops)
         cursor = self.db.execute(
-            f"UPDATE rows SET outcome = ? WHERE outcome IS NULL AND op IN ({marks})",  # noqa: S608 - placeholders only
+            f"UPDATE rows SET outcome = ? WHERE outcome IS NULL AND op IN ({marks})",  # noqa: S608 - placeholders only  # nosec B608
             (Outcome.SKIPPED_BY_GUARD.value, *ops),
         )
         return cursor.rowcount
@@ -253,7 +276,8 @@ class SyncPlan:
 
     def groups(self) -> frozenset[str]:
         """The distinct groupIds of the users this input wants present."""
-        query = "SELECT DISTINCT json_extract(record, '$.groupId') FROM rows WHERE op IN ('create', 'update', 'unchanged')"
+        query = "SELECT DISTINCT json_extract(record, '$.groupId') FROM rows "
+        query += "WHERE op IN ('create', 'update', 'unchanged')"
         return frozenset(str(g) for (g,) in self.db.execute(query) if g is not None)
 
     def in_flight(self) -> Iterator[tuple[str, str | None]]:
@@ -317,52 +341,116 @@ def _reject(line: int, user_id: str | None, problem: str) -> tuple[Any, ...]:
     return (line, user_id, "reject", REJECT, None, None, problem, Outcome.REJECTED.value)
 
 
-def _classify_rows(item: PlanInput, notices: _Notices) -> Iterator[tuple[Any, ...]]:
-    """Rows as (line, user_id, kind, op, hash, record, problem, outcome) tuples for the workspace."""
-    defaults = item.defaults
-    if item.mapper is None:
-        from ..columns import ColumnMap
+def _classify(row: SourceRow, mapper: ColumnMap, defaults: Mapping[str, str], notices: _Notices) -> tuple[Any, ...]:
+    """One row as (line, user_id, kind, op, hash, record, problem, outcome) by the full path, which cleans values
+    up and explains every refusal."""
+    if row.error:
+        return _reject(row.line, None, _problem("UnreadableRecord", f"{row.position}: {row.error}"))
+    keys = tuple(row.data)
+    if keys not in notices.headers:
+        notices.headers.add(keys)
+        notices.add(mapper.for_header(keys).notices)
+    try:
+        mapped = mapper.apply(row.data, position=row.position)
+    except RecordError as exc:  # an unknown operation value, say: about this row only
+        return _reject(row.line, exc.user_id, orjson.dumps(exc.to_dict()).decode())
+    except InvalidInputError as exc:
+        return _reject(row.line, None, _problem(exc.code, f"{row.position}: {exc.message}"))
+    if mapped.notices:
+        notices.add(mapped.notices, row.position)
+    if mapped.op == "delete":
+        user_id = str(mapped.fields.get("userId") or "").strip()
+        if user_id:
+            return (row.line, user_id, "delete", None, None, None, None, None)
+        return _reject(row.line, None, _problem("InvalidRecord", f"{row.position}: userId: is required to delete"))
+    fast = fast_user_json(mapped.fields, defaults)
+    if fast is not None:
+        user_id, payload = fast
+    else:
+        try:
+            user = parse_user(mapped.fields, position=row.position, defaults=defaults)
+        except RecordError as exc:
+            return _reject(row.line, exc.user_id, orjson.dumps(exc.to_dict()).decode())
+        user_id, payload = user.user_id, user.to_json()
+    return (row.line, user_id, "upsert", None, content_hash(payload), payload.decode(), None, None)
 
+
+UPSERTS_PER_INSERT = 200  # valid rows per INSERT statement (4 parameters each: under SQLite's old 999 limit)
+_INSERT_UPSERT = "INSERT INTO rows (line, user_id, kind, op, hash, record) VALUES (?, ?, 'upsert', 'create', ?, ?)"
+_INSERT_UPSERTS = _INSERT_UPSERT + ", (?, ?, 'upsert', 'create', ?, ?)" * (UPSERTS_PER_INSERT - 1)
+_MAX_PLAIN_HEADERS = 256
+
+
+def _write_rows(plan: SyncPlan, item: PlanInput, notices: _Notices) -> None:
+    """Classify every row into the workspace, in input order.
+
+    Plain rows (``columns.PlainRows``: the common case) go straight to CreateUser JSON, are inserted
+    UPSERTS_PER_INSERT to a statement, and are planned 'create' at once (``decide`` turns them into updates or
+    unchanged against the state); any other row takes ``_classify``. A CSV file's rows come as cell lists
+    (``RecordStream.cells``): no dict is built for a plain row. Upserts are never NULL-bound: binding None costs
+    sqlite3 an adapter lookup per parameter.
+    """
+    from ..columns import ColumnMap, PlainRows
+    from ..readers import RecordStream, SourceRow
+
+    if item.mapper is None:
         item.mapper = ColumnMap()
-    mapper = item.mapper
-    for row in item.rows:
-        if row.error:
-            yield _reject(row.line, None, _problem("UnreadableRecord", f"{row.position}: {row.error}"))
-            continue
-        keys = tuple(row.data)
+    mapper, defaults, db = item.mapper, item.defaults, plan.db
+    reader = item.rows if isinstance(item.rows, RecordStream) else None
+    rows: Iterable[Any] = reader.cells() if reader is not None else item.rows
+    plains: dict[tuple[str, ...], PlainRows | None] = {}
+    header: tuple[str, ...] = ()
+    csv_plain: PlainRows | None = None
+    upserts: list[tuple[int, str, str, str]] = []
+
+    def plain_rows(keys: tuple[str, ...], *, cells: bool) -> PlainRows | None:
+        mapping = mapper.for_header(keys)
         if keys not in notices.headers:
             notices.headers.add(keys)
-            notices.add(mapper.for_header(keys).notices)
+            notices.add(mapping.notices)
         try:
-            mapped = mapper.apply(row.data, position=row.position)
-        except RecordError as exc:  # an unknown operation value, say: about this row only
-            yield _reject(row.line, exc.user_id, orjson.dumps(exc.to_dict()).decode())
-            continue
-        except InvalidInputError as exc:
-            yield _reject(row.line, None, _problem(exc.code, f"{row.position}: {exc.message}"))
-            continue
-        if mapped.notices:
-            notices.add(mapped.notices, row.position)
-        if mapped.op == "delete":
-            user_id = str(mapped.fields.get("userId") or "").strip()
-            if user_id:
-                yield (row.line, user_id, "delete", None, None, None, None, None)
-            else:
-                yield _reject(
-                    row.line, None, _problem("InvalidRecord", f"{row.position}: userId: is required to delete")
-                )
-            continue
-        fast = fast_user_json(mapped.fields, defaults)
-        if fast is not None:
-            user_id, payload = fast
+            found = PlainRows(mapping, defaults, keys if cells else None)
+        except ValueError:  # no row of this header can be plain (no userId column, say)
+            found = None
+        if len(plains) >= _MAX_PLAIN_HEADERS:
+            plains.clear()
+        plains[keys] = found
+        return found
+
+    def flush() -> None:
+        if len(upserts) == UPSERTS_PER_INSERT:
+            db.execute(_INSERT_UPSERTS, [*itertools.chain.from_iterable(upserts)])
+        elif upserts:
+            db.executemany(_INSERT_UPSERT, upserts)
+        upserts.clear()
+
+    db.execute("BEGIN")
+    for row in rows:
+        if row.__class__ is tuple:  # a CSV row: (line, cells)
+            line, cells = row
+            if not header:  # set by the reader before the first row
+                assert reader is not None and reader.header is not None
+                header = reader.header
+                csv_plain = plain_rows(header, cells=True)
+            found = csv_plain.user_json(cells) if csv_plain is not None else None
+            if found is None:
+                row = SourceRow(line, dict(zip(header, cells)))  # noqa: B905 - the reader checked the cell count
+        elif row.error:
+            found = None
         else:
-            try:
-                user = parse_user(mapped.fields, position=row.position, defaults=defaults)
-            except RecordError as exc:
-                yield _reject(row.line, exc.user_id, orjson.dumps(exc.to_dict()).decode())
-                continue
-            user_id, payload = user.user_id, user.to_json()
-        yield (row.line, user_id, "upsert", None, content_hash(payload), payload.decode(), None, None)
+            keys = tuple(row.data)
+            plain = plains[keys] if keys in plains else plain_rows(keys, cells=False)
+            found = plain.user_json(row.data) if plain is not None else None
+            line = row.line
+        if found is not None:
+            upserts.append((line, found[0], content_hash(found[1].encode()), found[1]))
+            if len(upserts) == UPSERTS_PER_INSERT:
+                flush()
+            continue
+        flush()
+        db.execute(INSERT_ROW, (*_classify(row, mapper, defaults, notices), None))
+    flush()
+    db.execute("COMMIT")
 
 
 def new_workspace(workdir: Path, *, mode: str, state: ShadowState, source: dict[str, Any]) -> SyncPlan:
@@ -371,7 +459,9 @@ def new_workspace(workdir: Path, *, mode: str, state: ShadowState, source: dict[
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     plan_id = str(uuid.uuid4())
     plan = SyncPlan(workdir / f"plan-{plan_id}.sqlite")
-    plan.db.executescript(WORKSPACE_PRAGMAS + SCHEMA)
+    # The rows ``decide`` still has to settle (deletes; upserts inserted with no op) by kind: a small index, so
+    # settling them never scans a million planned creates.
+    plan.db.executescript(WORKSPACE_PRAGMAS + SCHEMA + "CREATE INDEX rows_undecided ON rows (kind) WHERE op IS NULL;")
     plan.set_meta("plan_id", plan_id)
     plan.set_meta("mode", mode)
     plan.set_meta("state_generation", str(state.generation))
@@ -403,14 +493,19 @@ def decide(plan: SyncPlan, state: ShadowState) -> None:
     """Each inserted row's operation against the state: duplicates, creates, updates, unchanged, deletes and, for
     a full snapshot, the implied deletions of users the input no longer mentions."""
     db = plan.db
-    db.execute("CREATE INDEX rows_user ON rows (user_id)")
+    # Indexed after the inserts (faster than keeping an index up to date row by row); with the kind, the duplicate
+    # check reads the index alone.
+    db.execute("CREATE INDEX rows_user ON rows (user_id, kind)")
     db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
     db.execute("BEGIN")
     # The last row of a user wins; earlier ones are duplicates (rejected, with the line that superseded them).
+    # Users with one row (nearly all) are ruled out by the index before any row is read.
     db.execute(
         """
-        WITH last AS (SELECT user_id, MAX(seq) AS seq, MAX(line) AS line FROM rows
-                      WHERE kind IN ('upsert', 'delete') GROUP BY user_id HAVING COUNT(*) > 1)
+        WITH repeated AS (SELECT user_id FROM rows WHERE kind IN ('upsert', 'delete')
+                          GROUP BY user_id HAVING COUNT(*) > 1),
+             last AS (SELECT r.user_id, MAX(r.seq) AS seq, MAX(r.line) AS line FROM rows AS r JOIN repeated
+                      USING (user_id) WHERE r.kind IN ('upsert', 'delete') GROUP BY r.user_id)
         UPDATE rows SET op = 'duplicate', outcome = 'rejected',
             problem = json_object('code', 'DuplicateUserId',
                                   'message', 'line ' || rows.line || ': user ' || quote(rows.user_id)
@@ -419,17 +514,18 @@ def decide(plan: SyncPlan, state: ShadowState) -> None:
         """
     )
     db.execute("UPDATE rows SET op = 'create' WHERE kind = 'upsert' AND op IS NULL")
+    if db.execute("SELECT 1 FROM state.users LIMIT 1").fetchone() is not None:  # a first sync compares nothing
+        db.execute(
+            """
+            UPDATE rows SET op = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE 'update' END,
+                            outcome = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE NULL END,
+                            old = s.record
+            FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'create'
+            """
+        )
     db.execute(
-        """
-        UPDATE rows SET op = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE 'update' END,
-                        outcome = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE NULL END,
-                        old = s.record
-        FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'create'
-        """
-    )
-    db.execute("UPDATE rows SET op = 'delete' WHERE kind = 'delete' AND op IS NULL")
-    db.execute(
-        "UPDATE rows SET old = s.record FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'delete'"
+        "UPDATE rows SET op = 'delete', old = (SELECT s.record FROM state.users AS s WHERE s.user_id = rows.user_id) "
+        "WHERE kind = 'delete' AND op IS NULL"
     )
     if plan.mode == FULL:
         db.execute(
@@ -448,7 +544,7 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     """Stream the input into a new plan workspace and decide every row's operation against ``state``."""
     plan = new_workspace(workdir, mode=item.mode, state=state, source=item.source)
     notices = _Notices()
-    insert_rows(plan, ((*entry, None) for entry in _classify_rows(item, notices)))
+    _write_rows(plan, item, notices)
     plan.set_meta("notices", orjson.dumps({"count": notices.count, "first": list(notices.seen)}).decode())
     decide(plan, state)
     return plan

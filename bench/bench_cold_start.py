@@ -513,7 +513,7 @@ def main() -> int:
     print("ratio: the SDK's time over ours (>= 1 meets the target: cold start <= the official SDK's)")
     if uncompiled is not None:
         sdk_uncompiled = statistics.median(uncompiled[0].wall)
-        print(f"\nwithout .pyc (as deploy/package.py ships today), median of {args.uncompiled_runs}:")
+        print(f"\nwithout .pyc (a package built without its target interpreter), median of {args.uncompiled_runs}:")
         for row in rows:
             ms = row["uncompiled"]["ms"]
             ratio = sdk_uncompiled / ms

@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_queue.py
 	$(BIN)/python bench/bench_cold_start.py
 	$(MAKE) chaos
+	$(BIN)/python bench/bench_security.py
 	$(BIN)/python bench/report.py
 
 demo: $(STAMP)

@@ -126,11 +126,14 @@ def test_killed_applies_restarted_by_the_platform_converge_without_harmful_write
     counts = write_counts(journal)
     assert set(counts) <= touched
     assert max(counts.values()) <= second["kills"] + 1
-    scenario.figures = {
-        "kills": first["kills"] + second["kills"],
-        "usersChangedOnDay2": len(touched),
-        "writesOnDay2": sum(counts.values()),
-        "usersWrittenTwiceOrMore": sum(1 for c in counts.values() if c > 1),
-        "maxUncertainAfterAKill": max((k["uncertain"] for k in first["afterKills"] + second["afterKills"]), default=0),
-    }
-    scenario.passed = True
+    scenario.succeeded(
+        {
+            "kills": first["kills"] + second["kills"],
+            "usersChangedOnDay2": len(touched),
+            "writesOnDay2": sum(counts.values()),
+            "usersWrittenTwiceOrMore": sum(1 for c in counts.values() if c > 1),
+            "maxUncertainAfterAKill": max(
+                (k["uncertain"] for k in first["afterKills"] + second["afterKills"]), default=0
+            ),
+        }
+    )

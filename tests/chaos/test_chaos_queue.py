@@ -97,7 +97,8 @@ def test_duplicated_reordered_and_replayed_changes_end_in_each_users_latest(
     # An operator replays a third of the archive, in any order: nothing may move.
     before = emulator.stats()["calls"]
     replay = [(f"replay-{k}", event) for k, (_, event) in enumerate(rng.sample(messages, len(messages) // 3))]
-    deliver(replay, env, rng)
+    replayed = len(replay)
+    deliver(replay, env, rng)  # (empties the list, as a queue drains)
     after = emulator.stats()["calls"]
     assert after.get("CreateUser", 0) == before.get("CreateUser", 0)
     assert after.get("DeleteUser", 0) == before.get("DeleteUser", 0)
@@ -105,11 +106,12 @@ def test_duplicated_reordered_and_replayed_changes_end_in_each_users_latest(
     state = read_state(moto.s3_client(), STATE)
     assert state.certain == want and state.uncertain == set()
 
-    scenario.figures = {
-        "events": len(events),
-        "duplicates": len(duplicates),
-        "redelivered": first["redelivered"],
-        "replayed": len(replay),
-        "writesDuringReplay": 0,
-    }
-    scenario.passed = True
+    scenario.succeeded(
+        {
+            "events": len(events),
+            "duplicates": len(duplicates),
+            "redelivered": first["redelivered"],
+            "replayed": replayed,
+            "writesDuringReplay": 0,
+        }
+    )

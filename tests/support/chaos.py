@@ -165,13 +165,21 @@ class Scenario:
     started: float = field(default_factory=time.monotonic)
     figures: dict[str, Any] = field(default_factory=dict)
     passed: bool = False
+    seconds: float | None = None
+
+    def succeeded(self, figures: dict[str, Any]) -> None:
+        """Every assertion held: record the figures and how long the scenario took."""
+        self.figures = figures
+        self.seconds = time.monotonic() - self.started
+        self.passed = True
 
     def to_dict(self) -> dict[str, Any]:
+        seconds = self.seconds if self.seconds is not None else time.monotonic() - self.started
         return {
             "name": self.name,
             "users": self.users,
             "passed": self.passed,
-            "seconds": round(time.monotonic() - self.started, 1),
+            "seconds": round(seconds, 1),
             "figures": self.figures,
         }
 

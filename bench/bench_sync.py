@@ -57,11 +57,12 @@ print(rows, elapsed, peak / 1024)  # VmHWM: this process's own peak (ru_maxrss w
 """
 
 
-def export(n: int, prefix: str = "u") -> bytes:
+def export(n: int, prefix: str = "u", first: int = 0) -> bytes:
+    """n users numbered from ``first``, with the header."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(HEADER)
-    for i in range(n):
+    for i in range(first, first + n):
         writer.writerow(
             [
                 f"{prefix}{i:07d}",
@@ -158,9 +159,9 @@ def planning(rows: int) -> tuple[tuple[float, float], tuple[float, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "snapshot.csv"
         with path.open("wb") as f:
-            for start in range(0, rows, 100_000):
-                chunk = export(min(100_000, rows - start)).split(b"\n", 1)[1] if start else export(min(100_000, rows))
-                f.write(chunk)
+            for start in range(0, rows, 100_000):  # numbered on across chunks: a snapshot of distinct users
+                chunk = export(min(100_000, rows - start), first=start)
+                f.write(chunk.split(b"\n", 1)[1] if start else chunk)
         figures = []
         for what in ("plan", "csv"):
             out = subprocess.run(

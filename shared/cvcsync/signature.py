@@ -25,30 +25,51 @@ Params = Mapping[str, str]
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 _ALL_UNRESERVED = re.compile(r"[A-Za-z0-9\-_.~]*").fullmatch
-_HEX = b"0123456789ABCDEF"
-# Each byte becomes three: ("%", high hex digit, low hex digit), or (NUL, NUL, itself) when unreserved.
-_THIRDS = (
-    bytes(0 if byte in _UNRESERVED else ord("%") for byte in range(256)),
-    bytes(0 if byte in _UNRESERVED else _HEX[byte >> 4] for byte in range(256)),
-    bytes(byte if byte in _UNRESERVED else _HEX[byte & 15] for byte in range(256)),
-)
+
+
+def _escape_tables(escape: bytes) -> tuple[bytes, ...]:
+    """One ``bytes.translate`` table per output position: a byte becomes ``escape`` and its two hex digits, or, when
+    unreserved, NULs and itself."""
+    width = len(escape) + 2
+    tables = []
+    for position in range(width):
+        table = bytearray(256)  # NUL: nothing at this position
+        for byte in range(256):
+            if byte not in _UNRESERVED:
+                table[byte] = (escape + b"%02X" % byte)[position]
+            elif position == width - 1:
+                table[byte] = byte
+        tables.append(bytes(table))
+    return tuple(tables)
+
+
+_ONCE = _escape_tables(b"%")  # "%XY"
+_TWICE = _escape_tables(b"%25")  # "%25XY": percent_encode applied twice
+
+
+def _escape(value: str, tables: tuple[bytes, ...]) -> str:
+    """Each UTF-8 byte as ``tables`` say, without a Python step per byte: one ``bytes.translate`` per output
+    position, interleaved by slice assignment, and the NULs deleted (never output: a NUL byte is escaped)."""
+    data = value.encode("utf-8")
+    width = len(tables)
+    out = bytearray(width * len(data))
+    for position, table in enumerate(tables):
+        out[position::width] = data.translate(table)
+    return out.translate(None, b"\0").decode("ascii")
 
 
 def percent_encode(value: str) -> str:
     """RFC 3986 encoding of UTF-8 bytes: only ``A-Z a-z 0-9 - _ . ~`` stay as they are.
 
-    Equal to ``urllib.parse.quote(value, safe="-_.~")`` (a property test holds it to that), without a Python step
-    per byte, which counts on the kilobytes of a CreateUser body: three ``bytes.translate`` give each byte's three
-    output bytes (``%XY``, or two NULs and the byte itself), interleaved by slice assignment, and the NULs (never
-    in the output: a NUL byte is encoded as ``%00``) are deleted. Ten times faster than a table lookup per byte.
+    Equal to ``urllib.parse.quote(value, safe="-_.~")`` (a property test holds it to that), ten times faster than
+    a table lookup per byte, which counts on the kilobytes of a CreateUser body.
     """
-    if _ALL_UNRESERVED(value):
-        return value
-    data = value.encode("utf-8")
-    out = bytearray(3 * len(data))
-    for offset, table in enumerate(_THIRDS):
-        out[offset::3] = data.translate(table)
-    return out.translate(None, b"\0").decode("ascii")
+    return value if _ALL_UNRESERVED(value) else _escape(value, _ONCE)
+
+
+def _percent_encode_twice(value: str) -> str:
+    """``percent_encode(percent_encode(value))``, in one pass: how a value appears in the string to sign."""
+    return value if _ALL_UNRESERVED(value) else _escape(value, _TWICE)
 
 
 def form_unquote(raw: bytes) -> str:
@@ -102,7 +123,14 @@ def _encode_canonical(canonical: str) -> str:
 
 
 def string_to_sign(method: str, params: Params | Iterable[tuple[str, str]]) -> str:
-    return f"{method.upper()}&%2F&{_encode_canonical(canonical_query(params))}"
+    """``METHOD&%2F&`` and the ``percent_encode`` of ``canonical_query(params)``, built from each name and value
+    encoded twice: the same text without an intermediate query to encode again, which for a CreateUser holds
+    thousands of escapes. (Sorting ties by the twice-encoded value orders them as by the once-encoded one: ``%``
+    sorts first either way.)"""
+    items = params.items() if isinstance(params, Mapping) else params
+    ordered = sorted((name, _percent_encode_twice(value)) for name, value in items if name != "Signature")
+    pairs = "%26".join(f"{_percent_encode_twice(name)}%3D{value}" for name, value in ordered)
+    return f"{method.upper()}&%2F&{pairs}"
 
 
 def string_to_sign_encoded(method: str, encoded: Params) -> str:

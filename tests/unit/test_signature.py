@@ -118,3 +118,16 @@ def test_parse_form_matches_parse_qsl_on_odd_input(raw: str) -> None:
 
     ours = outcome(lambda: signature.parse_form(raw.encode()))
     assert ours == outcome(lambda: parse_qsl(raw, keep_blank_values=True, errors="strict"))
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["A", "b", "Signature", "x y", "é", "UserInfo"]), _TEXT), max_size=6))
+def test_string_to_sign_is_the_encoded_canonical_query_whatever_the_values(pairs: list[tuple[str, str]]) -> None:
+    """string_to_sign builds from each value encoded twice; it must equal the spec's two steps, duplicates too."""
+    expected = "POST&%2F&" + signature.percent_encode(signature.canonical_query(pairs))
+    assert signature.string_to_sign("POST", pairs) == expected
+    if len({name for name, _ in pairs}) == len(pairs):  # the client's way, from a mapping of encoded values
+        encoded = {name: signature.percent_encode(value) for name, value in pairs}
+        assert signature.string_to_sign_encoded("POST", encoded) == expected

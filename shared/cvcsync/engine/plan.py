@@ -499,20 +499,31 @@ def decide(plan: SyncPlan, state: ShadowState) -> None:
     db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
     db.execute("BEGIN")
     # The last row of a user wins; earlier ones are duplicates (rejected, with the line that superseded them).
-    # Users with one row (nearly all) are ruled out by the index before any row is read.
+    # Users with one row (nearly all) are ruled out by the index alone; the last rows of the others go to a small
+    # table, which the update reads by user (an UPDATE ... FROM would first copy every duplicate row in memory).
+    db.execute("CREATE TEMP TABLE last_rows (user_id TEXT PRIMARY KEY, seq INTEGER, line INTEGER) WITHOUT ROWID")
     db.execute(
         """
-        WITH repeated AS (SELECT user_id FROM rows WHERE kind IN ('upsert', 'delete')
-                          GROUP BY user_id HAVING COUNT(*) > 1),
-             last AS (SELECT r.user_id, MAX(r.seq) AS seq, MAX(r.line) AS line FROM rows AS r JOIN repeated
-                      USING (user_id) WHERE r.kind IN ('upsert', 'delete') GROUP BY r.user_id)
-        UPDATE rows SET op = 'duplicate', outcome = 'rejected',
-            problem = json_object('code', 'DuplicateUserId',
-                                  'message', 'line ' || rows.line || ': user ' || quote(rows.user_id)
-                                             || ' appears again on line ' || last.line || ', which wins')
-        FROM last WHERE rows.user_id = last.user_id AND rows.kind IN ('upsert', 'delete') AND rows.seq < last.seq
+        INSERT INTO last_rows SELECT user_id, MAX(seq), MAX(line) FROM rows
+        WHERE kind IN ('upsert', 'delete') AND user_id IN (SELECT user_id FROM rows WHERE kind IN ('upsert', 'delete')
+                                                           GROUP BY user_id HAVING COUNT(*) > 1)
+        GROUP BY user_id
         """
     )
+    if db.execute("SELECT 1 FROM last_rows LIMIT 1").fetchone() is not None:
+        db.execute(
+            """
+            UPDATE rows SET op = 'duplicate', outcome = 'rejected',
+                problem = json_object('code', 'DuplicateUserId',
+                                      'message', 'line ' || rows.line || ': user ' || quote(rows.user_id)
+                                                 || ' appears again on line '
+                                                 || (SELECT line FROM last_rows AS l WHERE l.user_id = rows.user_id)
+                                                 || ', which wins')
+            WHERE seq IN (SELECT r.seq FROM last_rows AS l JOIN rows AS r ON r.user_id = l.user_id
+                          AND r.kind IN ('upsert', 'delete') AND r.seq < l.seq)
+            """
+        )
+    db.execute("DROP TABLE last_rows")
     db.execute("UPDATE rows SET op = 'create' WHERE kind = 'upsert' AND op IS NULL")
     if db.execute("SELECT 1 FROM state.users LIMIT 1").fetchone() is not None:  # a first sync compares nothing
         db.execute(

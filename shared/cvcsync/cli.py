@@ -25,7 +25,8 @@ from .logs import configure_logging
 from .readers import FORMATS, read_records
 from .records import RecordError, User, parse_user, user_from_cvc
 
-EXIT_OK, EXIT_CVC, EXIT_USAGE, EXIT_INVALID, EXIT_REFUSED = 0, 1, 2, 3, 4
+# The README's exit codes; one per run status family (``engine.outcomes.RunStatus``).
+EXIT_OK, EXIT_CVC, EXIT_USAGE, EXIT_INVALID, EXIT_REFUSED, EXIT_DRIFT = 0, 1, 2, 3, 4, 5
 MAX_PROBLEMS_SHOWN = 50
 
 
@@ -256,7 +257,9 @@ def _reconcile(ctx: Any, args: argparse.Namespace) -> int:
                 print(f"  {name}: {count} (e.g. {sample})")
         if drift["generationAfter"]:
             print(f"  state rebuilt from CVC: generation {drift['generationAfter']}")
-    return EXIT_OK
+    # Drift is news, not an error: its own exit code, so a scheduled `sync --reconcile` can alert on it. A rebuild
+    # made the state equal CVC, so there is no drift left.
+    return EXIT_OK if drift["inSync"] or drift["generationAfter"] else EXIT_DRIFT
 
 
 def _nothing() -> Any:
@@ -429,6 +432,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cvcsync: invalid input: {exc.message}", file=sys.stderr)
         return EXIT_INVALID
     except CvcSyncError as exc:
+        if exc.code == "StateChanged":  # a saved plan made against an older state: refused, plan again
+            print(f"cvcsync: refused: {exc.message}", file=sys.stderr)
+            return EXIT_REFUSED
         print(f"cvcsync: error: {exc.message}", file=sys.stderr)
         return EXIT_CVC
     return code

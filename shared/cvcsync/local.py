@@ -33,8 +33,8 @@ def _inline_continuation(ctx: SyncContext) -> Callable[[dict[str, Any]], Any]:
     def run(event: dict[str, Any]) -> Any:
         step = event["cvcsync"]
         if step["action"] == "resume":
-            return resume_run(step["runId"], ctx)
-        return apply_chunk(step["runId"], int(step["chunk"]), int(step["chunks"]), ctx)
+            return resume_run(step["runId"], ctx, step=step.get("step"))
+        return apply_chunk(step["runId"], int(step["chunk"]), int(step["chunks"]), ctx, step=step.get("step"))
 
     return run
 

@@ -16,19 +16,21 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from . import approvals, clock
+from .approvals import ApprovalCheck
 from .columns import ColumnMap
 from .context import Dispatcher, SyncContext
+from .continuations import claimed
 from .cvc import CvcClient
 from .deadletters import DeadLetter
 from .engine import guards as gates
 from .engine.apply import CHECKPOINTED, Applier, ApplySettings
-from .engine.outcomes import Outcome, RunReport, check_accounting
+from .engine.outcomes import GuardResult, Outcome, RunReport, RunStatus, check_accounting, final_status
 from .engine.plan import CREATE, DELETE, UPDATE, PlanInput, SyncPlan, build_plan
 from .engine.state import ShadowState, StateConflict
 from .errors import CvcError, CvcSyncError
@@ -39,11 +41,10 @@ from .readers import read_records
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS_IN_REPORT = 100
-DRY_RUN, APPLIED, REFUSED, FANNED_OUT = "dry-run", "applied", "refused", "fanned-out"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.report_time()
 
 
 @contextmanager
@@ -63,7 +64,9 @@ def _capacity(cvc: CvcClient, deadline: float | None) -> tuple[int | None, int |
     return (maximum if isinstance(maximum, int) else None, number if isinstance(number, int) else None)
 
 
-def _evaluate_guards(plan: SyncPlan, state: ShadowState, ctx: SyncContext, approved: bool) -> RunReport:
+def _evaluate_guards(
+    plan: SyncPlan, state: ShadowState, ctx: SyncContext, approved: bool, approval: ApprovalCheck | None
+) -> RunReport:
     counts = plan.op_counts()
     capacity, cvc_users = _capacity(ctx.cvc, ctx.invocation.deadline)
     facts = gates.GuardFacts(
@@ -84,10 +87,14 @@ def _evaluate_guards(plan: SyncPlan, state: ShadowState, ctx: SyncContext, appro
         s.max_delete_percent,
         s.max_snapshot_drop_percent,
         s.upserts_when_refused,
-        override=s.guard_override or approved,
+        override=s.guard_override or approved or bool(approval and approval.approved),
     )
     report = RunReport(run_id=plan.plan_id, mode=plan.mode, source=plan.source, started_at=_now())
     report.guards = gates.evaluate(facts, settings)
+    if approval is not None:
+        report.approval = approval.to_report()
+        if not approval.approved:
+            report.messages.append(f"approval marker {approval.marker_key} not used: {approval.detail}")
     report.planned = counts
     report.rows_read = plan.rows_read()
     report.implied_deletions = plan.implied_deletions()
@@ -214,8 +221,12 @@ def _finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float)
     report.dead_letters = _dead_letters(plan, ctx, report.run_id)
     _commit_state(plan, report, ctx)
     report.outcomes = plan.outcome_counts()
-    report.status = REFUSED if report.refused else APPLIED
-    return _close_report(plan, report, ctx, started)
+    report.status = final_status(report.outcomes, refused=report.refused).value
+    closed = _close_report(plan, report, ctx, started)
+    if report.approval and report.approval.get("approved"):
+        # After the commit and the report: a run killed before here and retried on the same upload still finds it.
+        approvals.consume(ctx.store, ctx.output_bucket, str(report.approval["marker"]))
+    return closed
 
 
 def _close_report(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float) -> RunReport:
@@ -226,7 +237,7 @@ def _close_report(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: 
     }
     report.durations_ms["total"] = (time.monotonic() - started) * 1000
     report.finished_at = _now()
-    if report.status == DRY_RUN:
+    if report.status == RunStatus.DRY_RUN.value:
         check_accounting(report.received, report.planned)  # nothing applied: every row has a planned operation
     else:
         report.check()
@@ -262,9 +273,13 @@ def sync_source(
     ctx: SyncContext,
     dry_run: bool = False,
     approved: bool = False,
+    approval: ApprovalCheck | None = None,
     plan_out: IO[bytes] | None = None,
 ) -> RunReport:
-    """Plan ``stream`` against the shadow state, check the gates, and apply (unless ``dry_run``)."""
+    """Plan ``stream`` against the shadow state, check the gates, and apply (unless ``dry_run``).
+
+    ``approved``: a person approved this run outright (the CLI's ``--approve``); ``approval``: what the upload's
+    approval marker says (``approvals``), used only when it names this very upload."""
     started = time.monotonic()
     with _workdir() as workdir:
         state = ctx.state.checkout(workdir)
@@ -275,14 +290,14 @@ def sync_source(
                 state,
                 workdir,
             )
-            report = _evaluate_guards(plan, state, ctx, approved)
+            report = _evaluate_guards(plan, state, ctx, approved, approval)
         finally:
             state.close()
         report.durations_ms["plan"] = (time.monotonic() - started) * 1000
         try:
             _apply_guards(plan, report, ctx.settings.upserts_when_refused)
             if dry_run:
-                report.status = DRY_RUN
+                report.status = RunStatus.DRY_RUN.value
                 if plan_out is not None:
                     write_plan_artefact(plan, report, plan_out)
                 else:
@@ -367,14 +382,16 @@ def _continuation(ctx: SyncContext, action: str, run_id: str, **extra: Any) -> d
 
 
 def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:
-    report.status = CHECKPOINTED
+    report.status = RunStatus.CHECKPOINTED.value
     report.outcomes = plan.outcome_counts()
+    step = int(report.state.get("resumes", 0)) + 1  # each continuation names its step: a duplicate delivery is idle
+    report.state["resumes"] = step
     _save_run(plan, report, ctx, workdir)
     if ctx.dispatcher is None:
         raise CvcSyncError(
             "the deadline came before the run finished and no way to continue is configured", code="NoContinuation"
         )
-    ctx.dispatcher.dispatch([_continuation(ctx, "resume", report.run_id)])
+    ctx.dispatcher.dispatch([_continuation(ctx, "resume", report.run_id, step=f"resume-{step}")])
     log.warning(
         "sync checkpointed; continuing in a new invocation",
         extra={"runId": report.run_id, "pending": plan.pending_count()},
@@ -382,26 +399,32 @@ def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Pa
     return report
 
 
-def resume_run(run_id: str, ctx: SyncContext) -> RunReport:
-    """Continue a checkpointed run from its saved plan: only what is still pending is sent."""
+def resume_run(run_id: str, ctx: SyncContext, *, step: str | None = None) -> RunReport | None:
+    """Continue a checkpointed run from its saved plan: only what is still pending is sent. None: ``step`` was
+    already taken by another delivery of the same continuation (``continuations``), so nothing was done."""
     started = time.monotonic()
-    with _workdir() as workdir:
-        plan, report = _load_run(ctx, run_id, workdir)
-        try:
-            report.messages.append(f"continued at {_now()}")
-            return _apply_and_finish(plan, report, ctx, started, workdir)
-        finally:
-            plan.close()
+    with claimed(ctx, run_id, step) as mine:
+        if not mine:
+            return None
+        with _workdir() as workdir:
+            plan, report = _load_run(ctx, run_id, workdir)
+            try:
+                report.messages.append(f"continued at {_now()}")
+                return _apply_and_finish(plan, report, ctx, started, workdir)
+            finally:
+                plan.close()
 
 
 def _fan_out(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:
     assert ctx.dispatcher is not None
     chunks = plan.assign_chunks(ctx.settings.fanout_chunk)
-    report.status = FANNED_OUT
+    report.status = RunStatus.FANNED_OUT.value
     report.state["chunks"] = chunks
     report.outcomes = plan.outcome_counts()
     _save_run(plan, report, ctx, workdir)
-    ctx.dispatcher.dispatch([_continuation(ctx, "chunk", report.run_id, chunk=n, chunks=chunks) for n in range(chunks)])
+    ctx.dispatcher.dispatch(
+        [_continuation(ctx, "chunk", report.run_id, chunk=n, chunks=chunks, step=f"chunk-{n}") for n in range(chunks)]
+    )
     log.info("sync fanned out", extra={"runId": report.run_id, "chunks": chunks, "pending": plan.pending_count()})
     return report
 
@@ -410,8 +433,29 @@ def _chunk_results_key(ctx: SyncContext, run_id: str, chunk: int) -> str:
     return _run_key(ctx, run_id, f"chunks/{chunk:05d}.ndjson")
 
 
-def apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext) -> RunReport | None:
-    """Apply one chunk of a fanned-out run; the invocation that completes the last chunk finishes the run."""
+def _next_step(step: str | None, base: str) -> str:
+    """The step name of the next continuation of the same chunk: ``chunk-3`` -> ``chunk-3.1`` -> ``chunk-3.2``."""
+    if step and "." in step:
+        head, _, count = step.rpartition(".")
+        if count.isdigit():
+            return f"{head}.{int(count) + 1}"
+    return f"{base}.1"
+
+
+def apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext, *, step: str | None = None) -> RunReport | None:
+    """Apply one chunk of a fanned-out run; the invocation that completes the last chunk finishes the run.
+
+    The chunk's claim (``continuations``) covers the finish too: if finishing fails, the claim is released and the
+    platform's retry of this chunk finds its results saved, sends nothing again, and finishes the run."""
+    if ctx.store.head(ctx.output_bucket, _run_key(ctx, run_id, "finished")) is not None:
+        return None  # a late duplicate: the run is complete
+    with claimed(ctx, run_id, step) as mine:
+        if not mine:
+            return None
+        return _apply_chunk(run_id, chunk, chunks, ctx, step)
+
+
+def _apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext, step: str | None) -> RunReport | None:
     with _workdir() as workdir:
         plan, _ = _load_run(ctx, run_id, workdir)
         try:
@@ -429,7 +473,8 @@ def apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext) -> RunRe
             )
             if result.status == CHECKPOINTED:
                 assert ctx.dispatcher is not None
-                ctx.dispatcher.dispatch([_continuation(ctx, "chunk", run_id, chunk=chunk, chunks=chunks)])
+                again = _next_step(step, f"chunk-{chunk}")
+                ctx.dispatcher.dispatch([_continuation(ctx, "chunk", run_id, chunk=chunk, chunks=chunks, step=again)])
                 return None
             ctx.store.put_bytes(ctx.output_bucket, _run_key(ctx, run_id, f"chunks/{chunk:05d}.done"), b"")
         finally:
@@ -439,9 +484,13 @@ def apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext) -> RunRe
     )
     if done < chunks:
         return None
-    if not ctx.store.put_bytes(ctx.output_bucket, _run_key(ctx, run_id, "finished"), b"", if_absent=True):
-        return None  # another chunk's invocation is finishing the run
-    return finish_run(run_id, chunks, ctx)
+    with claimed(ctx, run_id, "finish") as mine:  # one finisher, even when two last chunks end at once
+        if not mine:
+            return None
+        report = finish_run(run_id, chunks, ctx)
+    # After what it marks (issue 11, defect 4): a finish that failed left no marker, so a retry finishes the run.
+    ctx.store.put_bytes(ctx.output_bucket, _run_key(ctx, run_id, "finished"), b"")
+    return report
 
 
 def finish_run(run_id: str, chunks: int, ctx: SyncContext) -> RunReport:
@@ -460,7 +509,11 @@ def finish_run(run_id: str, chunks: int, ctx: SyncContext) -> RunReport:
 
 def sync_upload(upload: ObjectUploaded, ctx: SyncContext, *, dry_run: bool = False) -> RunReport:
     """The upload function's job: the object named by the event, in the mode its key prefix says."""
-    approved = ctx.store.head(ctx.output_bucket, ctx.settings.key("approvals", upload.key)) is not None
+    etag = upload.etag
+    if not etag:  # some event shapes carry none: the approval must still be bound to this very object
+        info = ctx.store.head(upload.bucket, upload.key)
+        etag = info.etag if info else None
+    approval = approvals.check(ctx.store, ctx.output_bucket, ctx.settings.key("approvals", upload.key), etag)
     source = {
         "bucket": upload.bucket,
         "key": upload.key,
@@ -476,7 +529,7 @@ def sync_upload(upload: ObjectUploaded, ctx: SyncContext, *, dry_run: bool = Fal
             mode=ctx.settings.mode_for(upload.key),
             ctx=ctx,
             dry_run=dry_run,
-            approved=approved,
+            approval=approval,
         )
 
 
@@ -498,7 +551,17 @@ def apply_saved_plan(artefact: IO[bytes], ctx: SyncContext) -> RunReport:
             report.rows_read = plan.rows_read()
             report.implied_deletions = plan.implied_deletions()
             report.state = {"generationBefore": generation, "fromPlan": saved.get("planId")}
+            # The dry run's gates hold for its plan: a refused plan stays refused (its skipped operations stay skipped).
+            report.guards = [
+                GuardResult(g["name"], g["passed"], g["detail"], g.get("overridden", False))
+                for g in saved.get("guards", [])
+                if isinstance(g, dict) and {"name", "passed", "detail"} <= set(g)
+            ]
             report.messages.append(f"applied saved plan {saved.get('planId')}")
+            if report.refused:
+                report.messages.append(
+                    "the saved plan was refused by a safety gate: its skipped operations stay skipped"
+                )
             return _apply_and_finish(plan, report, ctx, started, workdir)
         finally:
             plan.close()

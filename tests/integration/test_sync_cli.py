@@ -61,7 +61,7 @@ def test_first_sync_then_unchanged_reupload_makes_no_write_calls(emulator: Any, 
     code, report, _ = sync(emulator, state, str(first))
     assert code == 3  # one row rejected
     assert report["outcomes"]["created"] == 250 and report["outcomes"]["rejected"] == 1
-    assert report["received"] == 251 and report["status"] == "applied"
+    assert report["received"] == 251 and report["status"] == "partial"
     assert report["problems"][0]["line"] == 252 and "userName" in report["problems"][0]["message"]
     assert len(emulator.users()) == 250
     before = writes(emulator)

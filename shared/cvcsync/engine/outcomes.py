@@ -24,6 +24,33 @@ class Outcome(str, enum.Enum):
     RETRIED = "retried"  # handed back to the platform (throttling, 5xx, open circuit, deadline) to deliver again
 
 
+class RunStatus(str, enum.Enum):
+    """One status vocabulary for every run, whoever wrote (upload, continuation, queue, redrive, HTTP)."""
+
+    APPLIED = "applied"  # every record that needed a write got it (or needed none)
+    PARTIAL = "partial"  # some writes went through, some records were rejected or dead-lettered
+    FAILED = "failed"  # records were dead-lettered or rejected, and no record was written nor already in place
+    REFUSED = "refused"  # a safety gate refused (nothing destructive sent), or a saved plan is stale
+    DRY_RUN = "dry-run"  # planned only
+    CHECKPOINTED = "checkpointed"  # saved at the deadline; a new invocation continues it
+    FANNED_OUT = "fanned-out"  # split into chunks applied by other invocations; the last one finishes it
+
+
+FINAL_STATUSES = frozenset({RunStatus.APPLIED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.REFUSED})
+_FINE = ("created", "updated", "deleted", "unchanged")  # the record is in CVC as intended
+
+
+def final_status(outcomes: dict[str, int], *, refused: bool) -> RunStatus:
+    """The status a finished run reports: refused beats everything; else what its records ended in says."""
+    if refused:
+        return RunStatus.REFUSED
+    fine = sum(outcomes.get(name, 0) for name in _FINE)
+    bad = outcomes.get("deadLettered", 0) + outcomes.get("rejected", 0)
+    if bad and not fine:
+        return RunStatus.FAILED
+    return RunStatus.PARTIAL if bad else RunStatus.APPLIED
+
+
 class AccountingError(CvcSyncError):
     """received != Σ outcomes: a record was lost or counted twice. Always a bug; never papered over."""
 
@@ -90,6 +117,7 @@ class RunReport:
     dead_letters: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    approval: dict[str, Any] | None = None  # the approval marker this run met (``approvals``), used or not
 
     @property
     def received(self) -> int:
@@ -117,6 +145,7 @@ class RunReport:
             "outcomes": dict(self.outcomes),
             "planned": dict(self.planned),
             "guards": [g.to_dict() for g in self.guards],
+            "approval": self.approval,
             "calls": dict(self.calls),
             "durationsMs": {k: round(v, 1) for k, v in self.durations_ms.items()},
             "deadLetters": self.dead_letters,
@@ -142,6 +171,7 @@ class RunReport:
         report.calls = dict(data.get("calls", {}))
         report.durations_ms = dict(data.get("durationsMs", {}))
         report.dead_letters = data.get("deadLetters", 0)
+        report.approval = data.get("approval")
         report.state = data.get("state", {})
         report.messages = list(data.get("messages", []))
         report.problem_count = data.get("problemCount", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +14,8 @@ from ..config import ENV_LOG_LEVEL
 from ..errors import InvalidInputError
 from ..logs import configure_logging, request_id_var
 from ..runtime import FC, RUN_ID, Invocation, from_context
+
+STEP = re.compile(r"(resume-[0-9]{1,6}|chunk-[0-9]{1,6}(\.[0-9]{1,6})?)")
 
 
 def decode_event(event: Any) -> Any:
@@ -59,5 +62,8 @@ def continuation_of(payload: Any) -> dict[str, Any] | None:
             for name in ("chunk", "chunks")
         ):
             raise InvalidInputError("a chunk continuation needs whole numbers chunk and chunks")
+        step = inner.get("step")
+        if step is not None and not (isinstance(step, str) and STEP.fullmatch(step)):  # part of an object key
+            raise InvalidInputError("a continuation's step must be a step name such as resume-2 or chunk-3.1")
         return inner
     return None

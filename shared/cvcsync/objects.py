@@ -24,6 +24,8 @@ import re
 import shutil
 import tempfile
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +34,14 @@ from typing import Any, BinaryIO, Literal, Protocol, cast
 from .config import (
     ENV_AWS_DEFAULT_REGION,
     ENV_AWS_REGION,
+    ENV_OBJECT_STORE_FLAVOR,
     ENV_S3_ADDRESSING_STYLE,
     ENV_S3_ENDPOINT,
     ENV_S3_REGION,
 )
 from .credentials import from_fc_context
 from .errors import ConfigurationError, CvcSyncError, InvalidInputError
+from .retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,14 @@ STREAM_BUFFER = 64 * 1024
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
 ADDRESSING_STYLES = ("virtual", "path", "auto")
+# Which create-only header a store honours: S3's If-None-Match (s3) or, beside it, OSS's x-oss-forbid-overwrite.
+FLAVORS = ("auto", "s3", "oss")
+# S3 answers 409 ConditionalRequestConflict while another conditional write to the key is in progress and advises
+# a retry: a few quick ones (about 1.5 s at most in all), then the answer is read from what the key holds.
+CONFLICT_RETRY = RetryPolicy(max_attempts=5, base_delay=0.1, max_delay=1.0)
+_CONFLICT = "ConditionalRequestConflict"
+# User metadata (x-amz-meta-cvcsync-write-id) naming the create-only write that made an object; see _create_only.
+_WRITE_ID = "cvcsync-write-id"
 
 # OSS's S3-compatible endpoints: https://s3.oss-<region>.aliyuncs.com, or -internal inside the region's VPC.
 _OSS_HOST = re.compile(r"(?:^|\.)oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
@@ -187,6 +199,7 @@ def s3_client(env: Mapping[str, str] | None = None, fc_context: Any = None) -> A
       endpoint's host name, else the FC context's region.
     * Addressing style: ``CVCSYNC_S3_ADDRESSING_STYLE`` (``virtual``, ``path``, ``auto``); OSS requires
       ``virtual``, which is the default for OSS endpoints.
+    * Flavour: ``CVCSYNC_OBJECT_STORE_FLAVOR`` says which create-only header the store honours (``_flavor``).
     * SigV4, botocore's ``standard`` retry mode, explicit connect/read timeouts. For endpoints other than AWS,
       checksums are only sent when an operation requires them: botocore's default CRC trailers (aws-chunked
       uploads) are not understood by every S3-compatible service.
@@ -226,6 +239,7 @@ def s3_client(env: Mapping[str, str] | None = None, fc_context: Any = None) -> A
     if endpoint is not None:
         options["request_checksum_calculation"] = "when_required"
         options["response_checksum_validation"] = "when_required"
+    flavor = _flavor(env, endpoint)
     kwargs: dict[str, Any] = {"config": Config(**options), "region_name": region, "endpoint_url": endpoint}
     fc_credentials = from_fc_context(fc_context)() if fc_context is not None else None
     if fc_credentials is not None:
@@ -233,13 +247,18 @@ def s3_client(env: Mapping[str, str] | None = None, fc_context: Any = None) -> A
         kwargs["aws_secret_access_key"] = fc_credentials.access_key_secret
         kwargs["aws_session_token"] = fc_credentials.security_token
     client = boto3.session.Session().client("s3", **kwargs)
-    if oss_region:
+    if flavor == "oss":
         client.meta.events.register("before-sign.s3.PutObject", _oss_forbid_overwrite)
         client.meta.events.register("before-sign.s3.CompleteMultipartUpload", _oss_forbid_overwrite)
     kind = "oss" if oss_region else ("s3-compatible" if endpoint else "aws")
     logger.debug(
         "object store client ready",
-        extra={"objectStore": kind, "addressingStyle": style, "fcCredentials": fc_credentials is not None},
+        extra={
+            "objectStore": kind,
+            "flavor": flavor,
+            "addressingStyle": style,
+            "fcCredentials": fc_credentials is not None,
+        },
     )
     return client
 
@@ -254,6 +273,24 @@ def _oss_region(endpoint: str | None) -> str | None:
     host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
     match = _OSS_HOST.search(host)
     return match.group(1) if match else None
+
+
+def _flavor(env: Mapping[str, str], endpoint: str | None) -> str:
+    """``s3`` (If-None-Match only) or ``oss`` (x-oss-forbid-overwrite beside it), from the setting or the endpoint.
+
+    ``auto`` (the default) gives ``s3`` for Amazon S3 itself (no endpoint) and ``oss`` for every other endpoint,
+    OSS host name or not. Sending both headers is the safe choice where the endpoint cannot be placed (a CNAME or
+    custom domain in front of OSS, a proxy, MinIO): S3 and S3-compatible stores ignore a header they do not know
+    and OSS ignores If-None-Match on writes, so whichever store it is, its own create-only condition is there. The
+    other way round, a CNAME in front of OSS would get If-None-Match alone, and a create-only write would silently
+    overwrite. Set ``s3`` only for a store that refuses headers it does not know.
+    """
+    value = env.get(ENV_OBJECT_STORE_FLAVOR, "").strip().lower() or "auto"
+    if value not in FLAVORS:
+        raise ConfigurationError(f"{ENV_OBJECT_STORE_FLAVOR} must be one of {', '.join(FLAVORS)}")
+    if value != "auto":
+        return value
+    return "s3" if endpoint is None else "oss"
 
 
 def _oss_forbid_overwrite(request: Any, **_: Any) -> None:
@@ -349,11 +386,24 @@ class _S3Stream(io.RawIOBase):
 
 
 class S3ObjectStore:
-    """``ObjectStore`` over a boto3 S3 client (from ``s3_client``, or any configured one)."""
+    """``ObjectStore`` over a boto3 S3 client (from ``s3_client``, or any configured one).
 
-    def __init__(self, client: Any, *, page_size: int = 1000) -> None:
+    ``conflict_retry`` bounds the retries of a create-only write that meets 409 ConditionalRequestConflict;
+    ``sleep`` waits between them (injected so tests need not wait).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        page_size: int = 1000,
+        conflict_retry: RetryPolicy = CONFLICT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.page_size = page_size
+        self.conflict_retry = conflict_retry
+        self._sleep = sleep
 
     def open(self, bucket: str, key: str) -> BinaryIO:
         with _translating("get", bucket, key):
@@ -372,18 +422,18 @@ class S3ObjectStore:
     def put_bytes(
         self, bucket: str, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE, if_absent: bool = False
     ) -> bool:
-        # S3 (since 2024), moto 5 and OSS all honour If-None-Match: * on PutObject, answering 412
-        # PreconditionFailed when the key exists; OSS also gets x-oss-forbid-overwrite (see s3_client), which it
-        # answers with 409 FileAlreadyExists. No head-then-put fallback: that would not be create-only.
-        extra = {"IfNoneMatch": "*"} if if_absent else {}
-        try:
+        if not if_absent:
             with _translating("put", bucket, key):
-                self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **extra)
-        except ObjectStoreError as exc:
-            if if_absent and exc.code in _PRECONDITION_CODES:
-                return False
-            raise
-        return True
+                self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+            return True
+
+        def write(metadata: dict[str, str]) -> None:
+            with _translating("put", bucket, key):
+                self.client.put_object(
+                    Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata, IfNoneMatch="*"
+                )
+
+        return self._create_only(bucket, key, write)
 
     def put_file(
         self, bucket: str, key: str, path: Path, *, content_type: str = DEFAULT_CONTENT_TYPE, if_absent: bool = False
@@ -394,23 +444,85 @@ class S3ObjectStore:
             return True
         # boto3's transfer manager does not pass IfNoneMatch on: write create-only ourselves, in one PUT or as a
         # multipart upload whose completion carries the condition (S3, moto and OSS all check it there).
-        try:
-            if Path(path).stat().st_size <= MULTIPART_THRESHOLD:
-                with Path(path).open("rb") as body, _translating("put", bucket, key):
-                    self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
-            else:
-                self._multipart_if_absent(bucket, key, Path(path), content_type)
-        except ObjectStoreError as exc:
-            if exc.code in _PRECONDITION_CODES:
-                return False
-            raise
-        return True
+        source = Path(path)
 
-    def _multipart_if_absent(self, bucket: str, key: str, path: Path, content_type: str) -> None:
+        def write(metadata: dict[str, str]) -> None:
+            if source.stat().st_size > MULTIPART_THRESHOLD:
+                self._multipart_if_absent(bucket, key, source, content_type, metadata)
+                return
+            with source.open("rb") as body, _translating("put", bucket, key):
+                self.client.put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata, IfNoneMatch="*"
+                )
+
+        return self._create_only(bucket, key, write)
+
+    def _create_only(self, bucket: str, key: str, write: Callable[[dict[str, str]], None]) -> bool:
+        """Run a create-only ``write`` to its end: ``True`` when this call made the object, ``False`` when another
+        writer did, an error when that cannot be known.
+
+        S3 (since 2024), moto 5 and OSS all refuse If-None-Match: * on an existing key with 412
+        PreconditionFailed; OSS answers its x-oss-forbid-overwrite (see ``s3_client``) with 409 FileAlreadyExists.
+        No head-then-put fallback: that would not be create-only. Two answers need more than the status:
+
+        * 409 ConditionalRequestConflict: a concurrent conditional write to the key is in progress and nothing
+          was written; S3 advises a retry, so the write is tried again with backoff (a multipart upload from its
+          start, as S3 asks), ``conflict_retry`` bounding it.
+        * 412 after a resend (botocore resends a request whose answer was lost, and so do we after a 409) may
+          meet the object our own earlier attempt made. Every attempt of one call carries the same write id in
+          the object's metadata, so the object itself says whose it is. Read as "taken", a lost answer would
+          leave a claim or a "finished" marker written and its work never done.
+
+        After a retryable failure (the last 409, a 5xx, a dropped connection; or NoSuchUpload, the answer to a
+        resent completion whose first answer was lost) the key is read: our write id means the write landed,
+        another writer's object means the race was lost, an absent key re-raises the failure.
+        """
+        write_id = uuid.uuid4().hex
+        attempts, attempt = max(self.conflict_retry.max_attempts, 1), 0
+        while True:
+            attempt += 1
+            try:
+                write({_WRITE_ID: write_id})
+                return True
+            except ObjectStoreError as exc:
+                if exc.code in _PRECONDITION_CODES:
+                    return self._write_id_of(bucket, key) == write_id
+                if exc.code == _CONFLICT and attempt < attempts:
+                    delay = self.conflict_retry.backoff(attempt)
+                    logger.info(
+                        "create-only write met a concurrent one; retrying",
+                        extra={"bucket": bucket, "key": key, "attempt": attempt, "delay": round(delay, 3)},
+                    )
+                    self._sleep(delay)
+                    continue
+                if not (exc.retryable or exc.code == "NoSuchUpload"):  # NoSuchUpload: a resent, done completion
+                    raise
+                try:
+                    found = self._write_id_of(bucket, key)
+                except ObjectStoreError:
+                    raise exc from exc.__cause__  # the write failed; the read only could not tell more
+                if found is None:
+                    raise
+                return found == write_id
+
+    def _write_id_of(self, bucket: str, key: str) -> str | None:
+        """The write id of the object at ``key`` ("" when it carries none), or ``None`` when there is no object."""
+        try:
+            with _translating("head", bucket, key):
+                response = self.client.head_object(Bucket=bucket, Key=key)
+        except ObjectStoreError as exc:
+            if exc.code == "NoSuchKey":
+                return None
+            raise
+        return str((response.get("Metadata") or {}).get(_WRITE_ID, ""))
+
+    def _multipart_if_absent(
+        self, bucket: str, key: str, path: Path, content_type: str, metadata: dict[str, str]
+    ) -> None:
         with _translating("upload", bucket, key):
-            upload_id = self.client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)[
-                "UploadId"
-            ]
+            upload_id = self.client.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=content_type, Metadata=metadata
+            )["UploadId"]
         try:
             parts = []
             with path.open("rb") as source, _translating("upload", bucket, key):

@@ -82,6 +82,16 @@ def test_if_absent_creates_only(store: ObjectStore) -> None:
     assert store.get_bytes(BUCKET, "runs/lock") == b"third"
 
 
+def test_if_absent_has_exactly_one_winner_among_concurrent_writers(store: ObjectStore) -> None:
+    """What a continuation's claim rests on: of writers racing for one key, exactly one is told it created it."""
+    key = "cvc-sync/runs/r1/claims/resume-1.json"
+    bodies = [f"request-{n}".encode() for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda body: store.put_bytes(BUCKET, key, body, if_absent=True), bodies))
+    assert won.count(True) == 1
+    assert store.get_bytes(BUCKET, key) == bodies[won.index(True)]
+
+
 def test_list_keys_in_order_under_a_prefix(store: ObjectStore) -> None:
     for key in ["b/2.csv", "a/1.csv", "a/sub/3.csv", "a-sibling.csv", "ab.csv", "a/张.csv"]:
         store.put_bytes(BUCKET, key, b"x")

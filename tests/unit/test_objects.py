@@ -20,6 +20,7 @@ from botocore.stub import Stubber
 from cvcsync.config import (
     ENV_AWS_DEFAULT_REGION,
     ENV_AWS_REGION,
+    ENV_OBJECT_STORE_FLAVOR,
     ENV_S3_ADDRESSING_STYLE,
     ENV_S3_ENDPOINT,
     ENV_S3_REGION,
@@ -210,6 +211,15 @@ def test_oss_create_only_multipart_upload_sends_the_oss_header_on_completion(tmp
     assert all(header(r, "x-oss-forbid-overwrite") is None for r in sent[:-1])
 
 
+def test_oss_host_with_the_s3_flavour_sends_only_if_none_match() -> None:
+    """The setting wins over the host name, both ways (the other way: tests/integration/test_objects_conditional.py)."""
+    client = s3_client({ENV_S3_ENDPOINT: "https://s3.oss-cn-hangzhou.aliyuncs.com", ENV_OBJECT_STORE_FLAVOR: "S3"})
+    sent = capture(client)
+    S3ObjectStore(client).put_bytes("b", "k", b"x", if_absent=True)
+    assert header(sent[0], "If-None-Match") == "*"
+    assert header(sent[0], "x-oss-forbid-overwrite") is None
+
+
 def test_aws_create_only_write_sends_only_if_none_match() -> None:
     client = s3_client({ENV_AWS_REGION: "us-east-1"})
     sent = capture(client)
@@ -220,8 +230,12 @@ def test_aws_create_only_write_sends_only_if_none_match() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{ENV_S3_ADDRESSING_STYLE: "sideways"}, {ENV_S3_ENDPOINT: "s3.oss-cn-hangzhou.aliyuncs.com"}],
-    ids=["style", "endpoint-without-scheme"],
+    [
+        {ENV_S3_ADDRESSING_STYLE: "sideways"},
+        {ENV_S3_ENDPOINT: "s3.oss-cn-hangzhou.aliyuncs.com"},
+        {ENV_OBJECT_STORE_FLAVOR: "minio"},
+    ],
+    ids=["style", "endpoint-without-scheme", "flavor"],
 )
 def test_bad_settings_are_configuration_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
@@ -271,6 +285,9 @@ def test_absent_object_is_none_or_false_not_an_error() -> None:
 def test_create_only_write_on_an_existing_key_is_false(code: str, status: int) -> None:
     store, stub = stubbed()
     stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
+    stub.add_response(
+        "head_object", {"Metadata": {"cvcsync-write-id": "another-writer"}}, {"Bucket": "bucket", "Key": "taken"}
+    )
     with stub:
         assert store.put_bytes("bucket", "taken", b"x", if_absent=True) is False
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,7 +66,12 @@ def _capacity(cvc: CvcClient, deadline: float | None) -> tuple[int | None, int |
 
 
 def _evaluate_guards(
-    plan: SyncPlan, state: ShadowState, ctx: SyncContext, approved: bool, approval: ApprovalCheck | None
+    plan: SyncPlan,
+    state: ShadowState,
+    ctx: SyncContext,
+    approved: bool,
+    approval: ApprovalCheck | None,
+    event_time: str,
 ) -> RunReport:
     counts = plan.op_counts()
     capacity, cvc_users = _capacity(ctx.cvc, ctx.invocation.deadline)
@@ -90,6 +96,7 @@ def _evaluate_guards(
         override=s.guard_override or approved or bool(approval and approval.approved),
     )
     report = RunReport(run_id=plan.plan_id, mode=plan.mode, source=plan.source, started_at=_now())
+    report.event_time = event_time
     report.guards = gates.evaluate(facts, settings)
     if approval is not None:
         report.approval = approval.to_report()
@@ -138,6 +145,7 @@ def write_plan_artefact(plan: SyncPlan, report: RunReport, target: IO[bytes]) ->
         "mode": plan.mode,
         "source": plan.source,
         "stateGeneration": plan.state_generation,
+        "eventTime": report.event_time,
         "summary": report.planned,
         "guards": [g.to_dict() for g in report.guards],
     }
@@ -195,9 +203,10 @@ def _commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
         state.upsert(batch)
         removed = list(deletes)
         state.delete(removed)
-        # The run's start is when these changes "occurred": a queue event older than this snapshot is stale, and a
-        # deleted user keeps a tombstone, so a late create from a queue or a redrive cannot resurrect them.
-        at = report.started_at.replace("Z", ".000000Z")
+        # The input's event time is when these changes occurred (``clock``): a queue event older than this export
+        # is stale, and a deleted user keeps a tombstone, so a late create from a queue or a redrive cannot
+        # resurrect them.
+        at = report.event_time or clock.stamp(clock.now())
         written = plan.db.execute("SELECT user_id FROM rows WHERE outcome IN ('created', 'updated')")
         state.record_changes([(uid, at, "upsert") for (uid,) in written] + [(uid, at, "delete") for uid in removed])
 
@@ -275,22 +284,22 @@ def sync_source(
     approved: bool = False,
     approval: ApprovalCheck | None = None,
     plan_out: IO[bytes] | None = None,
+    event_time: datetime | None = None,
 ) -> RunReport:
     """Plan ``stream`` against the shadow state, check the gates, and apply (unless ``dry_run``).
 
     ``approved``: a person approved this run outright (the CLI's ``--approve``); ``approval``: what the upload's
-    approval marker says (``approvals``), used only when it names this very upload."""
+    approval marker says (``approvals``), used only when it names this very upload. ``event_time``: when the
+    export was made or uploaded (none: now, its arrival); a user changed later by another writer keeps that change."""
     started = time.monotonic()
+    as_of = clock.stamp(clock.event_time(event_time, clock.now()))
     with _workdir() as workdir:
         state = ctx.state.checkout(workdir)
         try:
             rows = read_records(stream, name=name, encoding=ctx.settings.encoding)
-            plan = build_plan(
-                PlanInput(rows, mode, ctx.settings.defaults, ctx.column_map or ColumnMap.from_env(), source),
-                state,
-                workdir,
-            )
-            report = _evaluate_guards(plan, state, ctx, approved, approval)
+            mapper = ctx.column_map or ColumnMap.from_env()
+            plan = build_plan(PlanInput(rows, mode, ctx.settings.defaults, mapper, source, as_of), state, workdir)
+            report = _evaluate_guards(plan, state, ctx, approved, approval, as_of)
         finally:
             state.close()
         report.durations_ms["plan"] = (time.monotonic() - started) * 1000
@@ -530,6 +539,7 @@ def sync_upload(upload: ObjectUploaded, ctx: SyncContext, *, dry_run: bool = Fal
             ctx=ctx,
             dry_run=dry_run,
             approval=approval,
+            event_time=clock.parse(upload.event_time),
         )
 
 
@@ -547,6 +557,7 @@ def apply_saved_plan(artefact: IO[bytes], ctx: SyncContext) -> RunReport:
         plan = SyncPlan.from_artefact(saved, workdir)
         try:
             report = RunReport(run_id=str(uuid.uuid4()), mode=plan.mode, source=plan.source, started_at=_now())
+            report.event_time = str(saved.get("eventTime") or clock.stamp(clock.now()))
             report.planned = plan.op_counts()
             report.rows_read = plan.rows_read()
             report.implied_deletions = plan.implied_deletions()

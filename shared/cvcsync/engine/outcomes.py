@@ -105,6 +105,7 @@ class RunReport:
     source: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
+    event_time: str = ""  # when the input's changes happened (``clock.stamp``); orders them against other writers
     rows_read: int = 0
     implied_deletions: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
@@ -139,6 +140,7 @@ class RunReport:
             "source": self.source,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
+            "eventTime": self.event_time,
             "received": self.received,
             "rowsRead": self.rows_read,
             "impliedDeletions": self.implied_deletions,
@@ -161,6 +163,7 @@ class RunReport:
         report.source = data.get("source", {})
         report.started_at = data.get("startedAt", "")
         report.finished_at = data.get("finishedAt", "")
+        report.event_time = data.get("eventTime", "")
         report.rows_read = data.get("rowsRead", 0)
         report.implied_deletions = data.get("impliedDeletions", 0)
         report.outcomes = dict(data.get("outcomes", {}))

@@ -65,8 +65,14 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 # Planned operations: what apply will send, in the order it sends them (deletes first free licensed capacity).
 CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE = "create", "update", "unchanged", "delete", "reject", "duplicate"
+STALE = "stale"  # the state knows a newer change of this user (event time, ``clock``): writing would undo it
 WRITE_OPS = (DELETE, CREATE, UPDATE)
-_SETTLED = {UNCHANGED: Outcome.UNCHANGED.value, REJECT: Outcome.REJECTED.value, DUPLICATE: Outcome.REJECTED.value}
+_SETTLED = {
+    UNCHANGED: Outcome.UNCHANGED.value,
+    REJECT: Outcome.REJECTED.value,
+    DUPLICATE: Outcome.REJECTED.value,
+    STALE: Outcome.STALE.value,
+}
 
 
 @dataclass
@@ -76,6 +82,7 @@ class PlanInput:
     defaults: Mapping[str, str] = field(default_factory=dict)
     mapper: ColumnMap | None = None  # None: the document's names and the presets (``ColumnMap()``)
     source: dict[str, Any] = field(default_factory=dict)
+    as_of: str | None = None  # the input's event time (``clock.stamp``): newer changes in the state win over it
 
 
 class SyncPlan:
@@ -489,9 +496,12 @@ def insert_rows(plan: SyncPlan, entries: Iterable[tuple[Any, ...]]) -> None:
     db.execute("COMMIT")
 
 
-def decide(plan: SyncPlan, state: ShadowState) -> None:
+def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None) -> None:
     """Each inserted row's operation against the state: duplicates, creates, updates, unchanged, deletes and, for
-    a full snapshot, the implied deletions of users the input no longer mentions."""
+    a full snapshot, the implied deletions of users the input no longer mentions.
+
+    ``as_of``: the input's event time. A user whose last applied change is newer (a queue or HTTP change after the
+    export was made) is ``stale`` here, written neither back nor away: one ordering rule for every writer."""
     db = plan.db
     # Indexed after the inserts (faster than keeping an index up to date row by row); with the kind, the duplicate
     # check reads the index alone.
@@ -547,6 +557,12 @@ def decide(plan: SyncPlan, state: ShadowState) -> None:
             ORDER BY s.user_id
             """
         )
+    if as_of is not None:
+        db.execute(
+            "UPDATE rows SET op = 'stale', outcome = 'stale' WHERE op IN ('create', 'update', 'delete') "
+            "AND user_id IN (SELECT user_id FROM state.changes WHERE occurred_at > ?)",
+            (as_of,),
+        )
     db.execute("COMMIT")
     db.execute("DETACH DATABASE state")
 
@@ -557,5 +573,5 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     notices = _Notices()
     _write_rows(plan, item, notices)
     plan.set_meta("notices", orjson.dumps({"count": notices.count, "first": list(notices.seen)}).decode())
-    decide(plan, state)
+    decide(plan, state, as_of=item.as_of)
     return plan

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,11 +16,13 @@ import pytest
 
 from cvcsync import services
 from cvcsync.cvc import CvcClient
+from cvcsync.engine.state import UNCERTAIN, StateStore
 from cvcsync.events.timer import UnknownTask
 from cvcsync.local import load_handler
+from cvcsync.objects import S3ObjectStore
 from cvcsync.runtime import LocalLambdaContext, local_fc_context
 from cvcsync.schedule import alerts, runner
-from cvcsync.triggers import upload
+from cvcsync.triggers import queue, upload
 from cvcsync.triggers.schedule import handle
 from support.events import load_event, sample_paths
 
@@ -267,6 +271,7 @@ def test_reconcile_reports_drift_and_heals_each_way(env: dict[str, str], moto: A
         "onlyInCvc": 1,
         "onlyInState": 1,
         "different": 0,
+        "uncertain": 0,
     }
     assert report["drift"]["snapshot"] == {"lastAcceptedUsers": 10, "cvcUsers": 10, "difference": 0}
     healed = run("schedule/fc-timer-reconcile.json", {**env, "CVCSYNC_RECONCILE_MODE": "heal-cvc"})
@@ -276,6 +281,50 @@ def test_reconcile_reports_drift_and_heals_each_way(env: dict[str, str], moto: A
     state_healed = run("schedule/fc-timer-reconcile-heal-state.json", env)
     assert state_healed["status"] == "healed" and read_json(moto, "cvc-sync/state/manifest.json")["users"] == 11
     assert run("schedule/aws-scheduled-event-rule-name.json", env)["status"] == "in-sync"
+
+
+def test_healing_never_resurrects_an_uncertain_user_nor_erases_a_running_syncs_marks(
+    env: dict[str, str], moto: Any, emulator: Any
+) -> None:
+    """A run (still going, or killed before its commit) marked e0003 in flight and deleted it from CVC. heal-cvc
+    must not re-create it from the state's old record; heal-state must leave it uncertain and the run's list in
+    place while the list exists; once a commit has folded the list in, heal-state settles it."""
+    sync_upload(moto, env, export(10))
+    state = StateStore(S3ObjectStore(moto.s3_client()), STATE, "cvc-sync/state/")
+    state.mark_in_flight("a-running-sync", iter([("e0003", None)]))
+    CvcClient.from_env(env=env).delete_batch(["e0003"])
+    in_flight = "cvc-sync/state/in-flight/a-running-sync.ndjson.gz"
+
+    healed = run("schedule/fc-timer-reconcile.json", {**env, "CVCSYNC_RECONCILE_MODE": "heal-cvc"})
+    assert "e0003" not in {u["userId"] for u in emulator.users()}
+    assert healed["drift"]["uncertain"] == ["e0003"] and healed["heal"]["uncertain"] == 1
+    assert (healed["heal"]["pushed"], healed["heal"]["deleted"], healed["status"]) == (0, 0, "partly-healed")
+
+    CvcClient.from_env(env=env).create_batch(
+        [{"userId": "outsider", "userName": "外", "groupId": "88", "groupName": "示例科技"}]
+    )
+    state_healed = run("schedule/fc-timer-reconcile-heal-state.json", env)
+    assert state_healed["status"] == "healed" and state_healed["heal"]["keptInFlight"] == 1
+    assert keys(moto, in_flight) == [in_flight]
+    assert (read_json(moto, "cvc-sync/state/manifest.json")["uncertain"], uncertain_users(state)) == (1, ["e0003"])
+
+    newcomer = {"userId": "e0100", "userName": "新", "groupId": "88", "groupName": "示例科技"}
+    change = {"type": "upsert", "eventId": "e-100", "occurredAt": "2024-05-01T10:00:00Z", "user": newcomer}
+    record = {"messageId": "m-1", "body": orjson.dumps(change).decode(), "eventSource": "aws:sqs"}
+    answer = queue.handle({"Records": [record]}, LocalLambdaContext("queue"), env=env)  # it commits: folds the list
+    assert answer["outcomes"]["created"] == 1
+    assert keys(moto, in_flight) == []
+    assert run("schedule/fc-timer-reconcile-heal-state.json", env)["status"] == "healed"
+    assert uncertain_users(state) == [] and read_json(moto, "cvc-sync/state/manifest.json")["users"] == 11
+
+
+def uncertain_users(store: StateStore) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        state = store.checkout(Path(tmp))
+        try:
+            return [uid for uid, digest, _ in state.users() if digest == UNCERTAIN]
+        finally:
+            state.close()
 
 
 # -- heartbeat ------------------------------------------------------------------------------------------------------

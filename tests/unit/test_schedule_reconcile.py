@@ -3,20 +3,27 @@ guard of heal-cvc, and the GetUser sample where ListUsers is unavailable."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import requests
 
-from cvcsync.config import SyncSettings
-from cvcsync.engine.state import ShadowState
+from cvcsync.change_sync import sync_changes
+from cvcsync.config import CvcSettings, SyncSettings
+from cvcsync.credentials import Credentials
+from cvcsync.cvc import CvcClient
+from cvcsync.engine.state import UNCERTAIN, ShadowState
 from cvcsync.errors import InvalidInputError
+from cvcsync.events.queue import parse_queue_event
 from cvcsync.records import parse_user
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import LAST_SYNC_META, ScheduleSettings
 from cvcsync.schedule.reconcile_task import Reconcile
+from support.inprocess_cvc import ENDPOINT, KEY, WsgiAdapter
 from support.schedule import World, user, world
 
 
@@ -58,7 +65,7 @@ def test_report_mode_finds_each_kind_of_drift_and_changes_nothing(tmp_path: Path
     result = reconcile(w)
     drift = result["drift"]
     assert result["status"] == "drift" and result["method"] == "list" and result["mode"] == "report"
-    assert drift["counts"] == {"onlyInCvc": 1, "onlyInState": 1, "different": 1}
+    assert drift["counts"] == {"onlyInCvc": 1, "onlyInState": 1, "different": 1, "uncertain": 0}
     assert (drift["onlyInCvc"], drift["onlyInState"], drift["different"]) == (["d"], ["c"], ["b"])
     assert drift["snapshot"] == {"lastAcceptedUsers": 3, "cvcUsers": 3, "difference": 0}
     stored = orjson.loads(w.store.get_bytes("state", result["reportKey"]) or b"")
@@ -183,3 +190,107 @@ def test_bad_modes_and_options_are_refused() -> None:
         reconcile(w, mode="heal-everything")
     with pytest.raises(InvalidInputError, match="unknown option 'dryRun'"):
         reconcile(w, dryRun=True)
+
+
+# -- uncertain users, a state read after CVC, running syncs (issue 11, defects 2 and 8) ---------------------------
+
+
+def hashes(w: World, tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "hashes").mkdir(exist_ok=True)
+    state = w.ctx.sync.state.checkout(tmp_path / "hashes")
+    try:
+        return {uid: digest for uid, digest, _ in state.users()}
+    finally:
+        state.close()
+
+
+def in_flight_lists(w: World) -> list[str]:
+    return list(w.store.list_keys("state", "cvc-sync/state/in-flight/"))
+
+
+def record(uid: str, name: str) -> str:
+    return parse_user(user(uid, name)).to_json().decode()
+
+
+def test_heal_cvc_neither_pushes_nor_deletes_uncertain_users_and_heal_state_settles_them(tmp_path: Path) -> None:
+    """A run deleted x and renamed y in CVC, then lost its commit: the state holds both as uncertain (its in-flight
+    list was folded in and removed by a later commit). Pushing the state's records would re-create x."""
+    w = world()
+    seed(w, ["a", "x", "y"], {"a": "name-a", "y": "renamed by the lost run"})
+    w.ctx.sync.state.mark_in_flight("lost-run", iter([("x", None), ("y", record("y", "renamed by the lost run"))]))
+    w.ctx.sync.state.commit(lambda state: None, run_id="a-later-run")  # folds the list in and removes it
+    assert in_flight_lists(w) == [] and hashes(w, tmp_path)["x"] == UNCERTAIN
+
+    healed = reconcile(w, mode="heal-cvc")
+    assert {uid: u["userName"] for uid, u in w.cvc.users().items()} == {"a": "name-a", "y": "renamed by the lost run"}
+    drift = healed["drift"]
+    assert drift["counts"] == {"onlyInCvc": 0, "onlyInState": 0, "different": 0, "uncertain": 2}
+    assert drift["uncertain"] == ["x", "y"]
+    assert (healed["heal"]["uncertain"], healed["heal"]["pushed"], healed["heal"]["deleted"]) == (2, 0, 0)
+    assert healed["status"] == "partly-healed" and "heal-state settles them" in healed["messages"][0]
+
+    assert reconcile(w, mode="heal-state")["status"] == "healed"
+    assert state_names(w, tmp_path) == {"a": "name-a", "y": "renamed by the lost run"}
+    assert UNCERTAIN not in hashes(w, tmp_path).values() and reconcile(w)["status"] == "in-sync"
+
+
+class QueueRunDuringListUsers:
+    """CVC's gateway, but the first ListUsers lets a queue run create ``q`` (CVC, then its state commit) before it
+    answers: a write committed while reconcile reads the directory."""
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+        self.done = False
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not self.done and "Action=ListUsers" in environ.get("QUERY_STRING", ""):
+            self.done = True
+            change = {"type": "upsert", "eventId": "q-1", "occurredAt": "2024-05-01T01:00:00Z", "user": user("q")}
+            body = {"messageId": "m-q", "body": orjson.dumps(change).decode(), "eventSource": "aws:sqs"}
+            queue_ctx = dataclasses.replace(self.w.ctx.sync, cvc=self.w.cvc.client)  # its own client, same CVC
+            assert sync_changes(parse_queue_event({"Records": [body]}), queue_ctx).report.outcomes["created"] == 1
+        return self.w.cvc.gateway(environ, start_response)
+
+    def client(self) -> CvcClient:
+        session = requests.Session()
+        session.mount(ENDPOINT, WsgiAdapter(self))
+        settings = CvcSettings(endpoint=ENDPOINT, max_attempts=1)
+        return CvcClient(Credentials(KEY.id, KEY.secret), settings=settings, session=session, sleep=lambda s: None)
+
+
+@pytest.mark.parametrize("mode", ["heal-cvc", "heal-state"])
+def test_a_user_created_while_cvc_is_read_is_neither_deleted_nor_forgotten(mode: str, tmp_path: Path) -> None:
+    w = world()
+    seed(w, ["a", "b"], {"a": "name-a", "b": "name-b", "outsider": "x"})
+    w.ctx.sync.cvc = QueueRunDuringListUsers(w).client()
+    result = reconcile(w, mode=mode)
+    assert result["drift"]["onlyInCvc"] == ["outsider"] and result["drift"]["counts"]["onlyInCvc"] == 1
+    assert "q" in w.cvc.users() and "q" in state_names(w, tmp_path)
+    assert set(w.cvc.users()) == ({"a", "b", "q"} if mode == "heal-cvc" else {"a", "b", "q", "outsider"})
+
+
+def test_heal_state_keeps_a_running_syncs_in_flight_marks(tmp_path: Path) -> None:
+    """A sync marked b (an update) and n (a create) in flight and has created n in CVC, but not committed yet.
+    Rebuilding the state from CVC must leave both uncertain and the sync's list in place for its own commit."""
+    w = world(settings=ScheduleSettings(reconcile_mode="heal-state"))
+    seed(w, ["a", "b"], {"a": "name-a", "b": "name-b", "outsider": "x"})
+    store = w.ctx.sync.state
+    store.mark_in_flight("running-sync", iter([("b", record("b", "new-b")), ("n", record("n", "name-n"))]))
+    w.cvc.client.create_batch([user("n")])
+
+    result = reconcile(w)
+    after = hashes(w, tmp_path)
+    assert (after["b"], after["n"]) == (UNCERTAIN, UNCERTAIN)
+    assert in_flight_lists(w) == ["cvc-sync/state/in-flight/running-sync.ndjson.gz"]
+    assert result["status"] == "healed" and result["heal"]["keptInFlight"] == 2
+    assert after["a"] != UNCERTAIN and after["outsider"] != UNCERTAIN
+    manifest = orjson.loads(w.store.get_bytes("state", "cvc-sync/state/manifest.json") or b"")
+    assert (manifest["users"], manifest["uncertain"]) == (2, 2)
+
+    def sync_commit(state: ShadowState) -> None:  # the running sync finishes: n written, b failed
+        state.upsert([("n", parse_user(user("n")).content_hash(), record("n", "name-n"))])
+
+    store.commit(sync_commit, run_id="running-sync")
+    assert in_flight_lists(w) == []
+    settled = hashes(w, tmp_path)
+    assert settled["n"] != UNCERTAIN and settled["b"] == UNCERTAIN  # b may still differ in CVC: re-sent next time

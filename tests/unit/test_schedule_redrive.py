@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import replace
 from datetime import timedelta
@@ -10,12 +11,21 @@ from typing import Any
 
 import orjson
 import pytest
+import requests
 
+from cvcsync import clock
+from cvcsync.change_sync import ChangeSyncResult, sync_changes
+from cvcsync.config import CvcSettings
+from cvcsync.credentials import Credentials
+from cvcsync.cvc import CvcClient
 from cvcsync.deadletters import DeadLetter, ObjectDeadLetterSink, ParkedLetters
 from cvcsync.errors import InvalidInputError
+from cvcsync.events.queue import parse_queue_event
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import LAST_SYNC_META, ScheduleSettings
 from cvcsync.schedule.redrive import Redrive
+from cvcsync.sync import sync_source
+from support.inprocess_cvc import ENDPOINT, KEY, Gateway, WsgiAdapter
 from support.schedule import START, World, change_letter, delete_letter, upload_letter, user, world
 
 SETTINGS = ScheduleSettings(redrive_max_attempts=3, redrive_backoff=60, redrive_backoff_max=600)
@@ -31,6 +41,37 @@ def letters(w: World) -> list[DeadLetter]:
 
 def parked(w: World) -> ParkedLetters:
     return ParkedLetters(w.store, "state", "cvc-sync/parked/")
+
+
+class RefuseDeletes:
+    """CVC refusing every DeleteUser for a business reason (Success false), while ``refusing``."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.refusing = True
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.refusing and "Action=DeleteUser" in environ.get("QUERY_STRING", ""):
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [orjson.dumps({"RequestId": "r-biz", "Success": False, "ErrorCode": 10001, "Message": "refused"})]
+        return self.gateway(environ, start_response)
+
+    def client(self) -> CvcClient:
+        session = requests.Session()
+        session.mount(ENDPOINT, WsgiAdapter(self))
+        settings = CvcSettings(endpoint=ENDPOINT, max_attempts=1)
+        return CvcClient(Credentials(KEY.id, KEY.secret), settings=settings, session=session, sleep=lambda s: None)
+
+
+def upsert_change(uid: str, name: str, at: str) -> dict[str, Any]:
+    user_ = {"userId": uid, "userName": name, "groupId": "88", "groupName": "示例科技"}
+    return {"type": "upsert", "eventId": f"u-{uid}-{at}", "occurredAt": at, "user": user_}
+
+
+def changes(w: World, change: dict[str, Any]) -> ChangeSyncResult:
+    """One queue message carrying ``change``, through the queue path the queue function runs."""
+    record = {"messageId": str(change["eventId"]), "body": orjson.dumps(change).decode(), "eventSource": "aws:sqs"}
+    return sync_changes(parse_queue_event({"Records": [record]}), w.ctx.sync)
 
 
 def users_in_state(w: World, tmp_path: Path) -> dict[str, dict[str, Any]]:
@@ -159,14 +200,38 @@ def test_a_change_older_than_the_users_last_change_is_stale(tmp_path: Path) -> N
 
 def test_an_upload_letter_older_than_a_later_sync_of_the_user_is_stale() -> None:
     w = world(settings=SETTINGS)
-
-    def later_sync(state: Any) -> None:
-        state.upsert([("u-1", "h", orjson.dumps(user("u-1", "from a later upload")).decode())])
-
-    w.ctx.sync.state.commit(later_sync, run_id="upload-run")  # synced_at: now, after the letter's failure
+    export = b"userId,userName,groupId,groupName\nu-1,from a later upload,88,G\n"
+    # A real upload sync records its changes at the run's start: now, after the letter's failure a day ago.
+    report = sync_source(
+        io.BytesIO(export), name="later.csv", source={"key": "later.csv"}, mode="delta", ctx=w.ctx.sync
+    )
+    assert report.outcomes["created"] == 1
     w.sink.put([upload_letter("u-1", failed_at=START - timedelta(days=1))])
     w.clock.advance(days=1)
-    assert redrive(w)["outcomes"]["stale"] == 1 and w.cvc.users() == {}
+    assert redrive(w)["outcomes"]["stale"] == 1 and w.cvc.users()["u-1"]["userName"] == "from a later upload"
+
+
+def test_only_event_times_decide_not_when_a_change_was_committed(tmp_path: Path) -> None:
+    """A delete of 10:00 is refused and dead-lettered; an upsert of 09:00 arrives later and is applied (committed
+    after the delete failed). The redrive must still delete: the user's latest intent (issue 11, defect 1)."""
+    w = world(settings=SETTINGS)
+    refusing = RefuseDeletes(w.cvc.gateway)
+    w.ctx.sync.cvc = refusing.client()
+    assert changes(w, upsert_change("u-1", "甲", "2024-05-01T08:00:00Z")).report.outcomes["created"] == 1
+    refused = changes(w, {"type": "delete", "eventId": "d", "occurredAt": "2024-05-01T10:00:00Z", "userId": "u-1"})
+    assert refused.report.outcomes["deadLettered"] == 1 and len(letters(w)) == 1
+    refusing.refusing = False
+    late = changes(w, upsert_change("u-1", "甲 (late)", "2024-05-01T09:00:00Z"))
+    assert late.report.outcomes["updated"] == 1
+    w.clock.now = clock.now() + timedelta(minutes=1)  # the letter's backoff has passed
+    result = redrive(w)
+    assert (result["outcomes"]["applied"], result["outcomes"]["stale"]) == (1, 0)
+    assert w.cvc.users() == {} and letters(w) == []
+    state = w.ctx.sync.state.checkout(tmp_path)
+    try:
+        assert state.last_changes(["u-1"]) == {"u-1": "2024-05-01T10:00:00.000000Z"}  # the delete's event time
+    finally:
+        state.close()
 
 
 def test_change_letters_record_their_time_and_event_id(tmp_path: Path) -> None:
@@ -179,7 +244,9 @@ def test_change_letters_record_their_time_and_event_id(tmp_path: Path) -> None:
     try:
         assert state.last_changes(["u-1"]) == {"u-1": "2024-05-01T01:30:00.000000Z"}
         assert state.seen_events([letter.record["eventId"]]) == {letter.record["eventId"]}
-        assert state.db.execute("SELECT synced_at FROM users").fetchone()[0] == "2024-05-01T01:30:00Z"
+        # When it was processed is a different field, never the change's time (only event times order changes).
+        synced_at = state.db.execute("SELECT synced_at FROM users").fetchone()[0]
+        assert clock.parse(synced_at) is not None and synced_at != "2024-05-01T01:30:00.000000Z"
     finally:
         state.close()
 
@@ -272,3 +339,18 @@ def test_unknown_options_are_refused() -> None:
         redrive(w, dryrun=True)
     with pytest.raises(InvalidInputError, match="pageSize"):
         redrive(w, pageSize=0)
+
+
+def test_an_upload_letter_orders_by_its_runs_start_when_it_carries_it() -> None:
+    """Run A started 01:00 and failed u-1 at 02:00; run B started 01:30 and wrote u-1: B's intent is newer."""
+    w = world(settings=SETTINGS)
+
+    def run_b(state: Any) -> None:
+        state.upsert([("u-1", "h", orjson.dumps(user("u-1", "from run B")).decode())])
+        state.record_changes([("u-1", "2024-05-01T01:30:00.000000Z", "upsert")])
+
+    w.ctx.sync.state.commit(run_b, run_id="run-b")
+    source = {"key": "users.csv", "line": 2, "userId": "u-1", "operation": "upsert"}
+    w.sink.put([upload_letter("u-1", source={**source, "occurredAt": "2024-05-01T01:00:00.000000Z"})])
+    w.clock.advance(minutes=2)
+    assert redrive(w)["outcomes"]["stale"] == 1 and w.cvc.users() == {}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from cvcsync.engine.state import UNCERTAIN, ShadowState, StateStore
 from cvcsync.objects import MemoryObjectStore
@@ -54,3 +57,109 @@ def test_an_empty_in_flight_list_writes_nothing(tmp_path: Path) -> None:
     store = StateStore(objects, BUCKET, "s/")
     assert store.mark_in_flight("run", iter([])) == 0
     assert list(objects.list_keys(BUCKET, "s/")) == []
+
+
+def test_a_rebuild_keeps_in_flight_users_uncertain_and_its_commit_keeps_their_list(tmp_path: Path) -> None:
+    objects = MemoryObjectStore()
+    store = StateStore(objects, BUCKET, "s/")
+    commit_users(store, {"kept": "h1", "marked": "h2", "gone": "h3"})
+    store.mark_in_flight("running", iter([("marked", None), ("created", '{"userId":"created"}')]))
+
+    def rebuild(state: ShadowState) -> None:  # CVC was read to hold "kept", "marked" and "created"
+        state.rebuild([[("kept", "c1", "{}"), ("marked", "c2", "{}"), ("created", "c3", "{}")]])
+
+    store.commit(rebuild, run_id="reconcile-1", settles_in_flight=False)
+    assert list(objects.list_keys(BUCKET, "s/in-flight/")) == ["s/in-flight/running.ndjson.gz"]
+    state = store.checkout(tmp_path)
+    try:
+        assert [(uid, digest) for uid, digest, _ in state.users()] == [
+            ("created", UNCERTAIN),
+            ("kept", "c1"),
+            ("marked", UNCERTAIN),
+        ]
+    finally:
+        state.close()
+
+
+def test_change_times_are_stored_in_the_one_format_whatever_form_they_come_in(tmp_path: Path) -> None:
+    store = StateStore(MemoryObjectStore(), BUCKET, "s/")
+
+    def changes(state: ShadowState) -> None:
+        state.record_changes([("a", "2024-05-01T10:00:00Z", "delete"), ("b", "2024-05-01T12:00:00+02:00", "upsert")])
+        state.record_changes([("a", "2024-05-01T09:00:00.000000Z", "upsert")])  # older: never moves time back
+
+    store.commit(changes, run_id="r")
+    state = store.checkout(tmp_path)
+    try:
+        assert state.last_changes(["a", "b"]) == {
+            "a": "2024-05-01T10:00:00.000000Z",
+            "b": "2024-05-01T10:00:00.000000Z",
+        }
+    finally:
+        state.close()
+
+
+# -- the manifest never goes backwards ----------------------------------------------------------------------------
+
+
+class RacingStore(MemoryObjectStore):
+    """Runs ``meanwhile`` once, right after ``trigger`` is written (or, with ``before``, right before): another
+    committer getting between two steps of this one."""
+
+    def __init__(self, trigger: str, *, before: bool = False) -> None:
+        super().__init__()
+        self.trigger, self.before = trigger, before
+        self.meanwhile: Callable[[], object] | None = None
+
+    def _race(self, key: str) -> None:
+        if key == self.trigger and self.meanwhile is not None:
+            run, self.meanwhile = self.meanwhile, None
+            run()
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, **options: Any) -> bool:
+        if self.before:
+            self._race(key)
+        written = super().put_bytes(bucket, key, data, **options)
+        if not self.before:
+            self._race(key)
+        return written
+
+    def put_file(self, bucket: str, key: str, path: Path, **options: Any) -> bool:
+        written = super().put_file(bucket, key, path, **options)
+        self._race(key)
+        return written
+
+
+def manifest_of(objects: MemoryObjectStore) -> dict[str, Any]:
+    return dict(orjson.loads(objects.get_bytes(BUCKET, "s/manifest.json") or b"{}"))
+
+
+@pytest.mark.parametrize(
+    ("trigger", "before"),
+    [
+        ("s/gen-00000002.sqlite.gz", False),  # the newer commit publishes before the older one re-reads
+        ("s/manifest.json", True),  # ... between the older one's re-read and its write (it overwrites the newer)
+    ],
+)
+def test_a_slower_older_commit_never_leaves_the_manifest_behind(trigger: str, before: bool) -> None:
+    objects = RacingStore(trigger, before=before)
+    store = StateStore(objects, BUCKET, "s/")
+    commit_users(store, {"a": "h1"})  # generation 1
+    newer = StateStore(objects, BUCKET, "s/")
+
+    def add_b(state: ShadowState) -> None:
+        state.upsert([("b", "h2", "{}")])
+
+    objects.meanwhile = lambda: newer.commit(add_b, run_id="newer")  # generation 3, inside generation 2's commit
+    assert store.commit(lambda state: None, run_id="older") == 2
+    manifest = manifest_of(objects)
+    assert (manifest["generation"], manifest["runId"], manifest["users"]) == (3, "newer", 2)
+    assert store.latest_generation() == 3
+
+
+def test_the_manifest_follows_every_commit_in_order() -> None:
+    objects = MemoryObjectStore()
+    store = StateStore(objects, BUCKET, "s/")
+    for n in range(1, 6):
+        assert store.commit(lambda state: None, run_id=f"run-{n}") == n
+        assert manifest_of(objects)["generation"] == n

@@ -6,12 +6,20 @@ hold what the state does not know yet (a run killed mid-way, a call whose answer
 write a run puts an *in-flight* list of the users it is about to touch under ``in-flight/``, and every checkout
 folds those lists in as *uncertain* users (hash ``''``). An uncertain user matches no content, so the next plan
 re-sends or re-deletes it; the state claims content only where CVC is known to hold it, and nothing CVC may hold
-is forgotten. A commit removes the lists it folded in (their users stay uncertain until a write settles them).
+is forgotten. A commit removes the lists it folded in (their users stay uncertain until a write settles them),
+except a commit that settles no run's writes (``settles_in_flight=False``: reconcile rebuilding the users from
+CVC's directory, ``ShadowState.rebuild``), which keeps the lists and their users uncertain for the running run.
+
+Two times are kept apart: ``users.synced_at`` is when cvc-sync *processed* a user (for people), ``changes.occurred_at``
+is the *event time* of the user's last applied change, in ``clock.stamp`` format, and only event times order
+changes (``clock``: event time, ties by arrival). A late, older change applied after a newer one failed must not
+look newer because it was committed later.
 
 In the object store a state is a series of immutable generations, ``gen-00000007.sqlite.gz``, each written
 create-only: two runs committing at once cannot both win the same generation; the loser re-reads the newest one,
 re-applies its own changes on top, and tries the next number. ``manifest.json`` points at the newest generation
-for people and tools; readers trust the generation objects themselves.
+for people and tools (the heartbeat reads it); readers of the state trust the generation objects themselves. The
+manifest never goes backwards: see ``StateStore._publish_manifest``.
 """
 
 from __future__ import annotations
@@ -22,12 +30,12 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import clock
 from ..errors import CvcSyncError
 
 if TYPE_CHECKING:
@@ -46,6 +54,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (user_id TEXT PRIMARY KEY, occurred_at TEXT NOT NULL, op TEXT NOT NULL)
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS in_flight (user_id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
 """
 UNCERTAIN = ""  # the hash of a user a run may have written without recording it: it matches no content
 IN_FLIGHT_DIR = "in-flight/"
@@ -58,10 +67,6 @@ class StateConflict(CvcSyncError):
     """The state moved on while a saved plan waited: applying it now could undo someone else's run."""
 
     code = "StateChanged"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ShadowState:
@@ -108,7 +113,7 @@ class ShadowState:
         yield from self.db.execute("SELECT user_id, hash, record FROM users ORDER BY user_id")
 
     def upsert(self, rows: list[tuple[str, str, str]]) -> None:
-        now = utc_now()
+        now = clock.stamp(clock.now())  # processing time, for people: never an ordering time
         self.db.executemany(
             "INSERT OR REPLACE INTO users (user_id, hash, record, synced_at) VALUES (?, ?, ?, ?)",
             [(uid, h, rec, now) for uid, h, rec in rows],
@@ -120,12 +125,40 @@ class ShadowState:
     def mark_uncertain(self, entries: list[tuple[str, str | None]]) -> None:
         """(user_id, record JSON or None): users a run may have written. Known ones keep their record and their
         last sync time and lose their hash; unknown ones (a create) are added with the record the run meant to
-        write and no sync time (nothing was confirmed, so a dead letter for them is never "older")."""
+        write and no sync time."""
         self.db.executemany(
             "INSERT INTO users (user_id, hash, record, synced_at) VALUES (?, ?, ?, '') "
             "ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash",
             [(uid, UNCERTAIN, record or orjson.dumps({"userId": uid}).decode()) for uid, record in entries],
         )
+
+    def fold_in_flight(self, entries: list[tuple[str, str | None]]) -> None:
+        """Users a running (or killed) run's in-flight list names: uncertain now, and remembered for this copy so
+        that ``rebuild`` keeps them uncertain."""
+        rows = [(uid, record or orjson.dumps({"userId": uid}).decode()) for uid, record in entries]
+        self.db.executemany("INSERT OR IGNORE INTO temp.in_flight (user_id, record) VALUES (?, ?)", rows)
+        self.mark_uncertain(entries)
+
+    def rebuild(self, batches: Iterable[list[tuple[str, str, str]]], *, replacing: list[str] | None = None) -> None:
+        """The users made what CVC was read to hold: ``batches`` of (user_id, hash, record JSON) replace every user
+        (with ``replacing``: only those users, plus the ones in ``batches``; a sample). Users an in-flight list
+        names stay uncertain: their run may write them after CVC was read, and only its commit settles them.
+        Event times (``changes``) are kept: a rebuild is no change, and the tombstones still stop resurrection."""
+        if replacing is None:
+            self.db.execute("DELETE FROM users")
+        else:
+            self.delete(replacing)
+        for rows in batches:
+            self.upsert(rows)
+        self.db.execute(
+            "INSERT INTO users (user_id, hash, record, synced_at) SELECT user_id, ?, record, '' FROM temp.in_flight "
+            "WHERE true ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash",
+            (UNCERTAIN,),
+        )
+
+    def in_flight_count(self) -> int:
+        """Users the in-flight lists folded into this copy name (``fold_in_flight``)."""
+        return int(self.db.execute("SELECT COUNT(*) FROM temp.in_flight").fetchone()[0])
 
     def uncertain_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM users WHERE hash = ?", (UNCERTAIN,)).fetchone()[0])
@@ -133,7 +166,8 @@ class ShadowState:
     # -- change events: ordering and idempotency --------------------------------------------------------------
 
     def last_changes(self, user_ids: list[str]) -> dict[str, str]:
-        """The time of the last change applied per user (deletes included: a tombstone stops resurrection)."""
+        """The event time (``clock.stamp``) of the last change applied per user (deletes included: a tombstone
+        stops resurrection). Compare with ``clock.is_newer``."""
         found: dict[str, str] = {}
         for start in range(0, len(user_ids), 500):
             part = user_ids[start : start + 500]
@@ -152,11 +186,23 @@ class ShadowState:
         return seen
 
     def record_changes(self, rows: list[tuple[str, str, str]]) -> None:
-        """(user_id, occurred_at ISO, op) of applied changes; never moves a user's time backwards."""
+        """(user_id, event time, op) of applied changes; never moves a user's time backwards. The table compares
+        times as text, so each is stored in the one format (``clock.stamp``) whatever ISO form it came in."""
+        stamps: dict[str, str] = {}
+
+        def stamped(at: str) -> str:
+            known = stamps.get(at)
+            if known is None:
+                moment = clock.parse(at)
+                if moment is None:
+                    raise ValueError(f"not an ISO-8601 time: {at!r}")
+                known = stamps[at] = clock.stamp(moment)
+            return known
+
         self.db.executemany(
             "INSERT INTO changes (user_id, occurred_at, op) VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
             "occurred_at = excluded.occurred_at, op = excluded.op WHERE excluded.occurred_at >= changes.occurred_at",
-            rows,
+            [(uid, stamped(at), op) for uid, at, op in rows],
         )
 
     def record_events(self, event_ids: list[str], *, now: str, forget_before: str) -> None:
@@ -209,9 +255,9 @@ class StateStore:
                     user_id, record = orjson.loads(line)
                     batch.append((user_id, record))
                     if len(batch) >= 5000:
-                        state.mark_uncertain(batch)
+                        state.fold_in_flight(batch)
                         batch = []
-            state.mark_uncertain(batch)
+            state.fold_in_flight(batch)
             packed.unlink()
             state.in_flight_keys.append(key)
 
@@ -254,8 +300,13 @@ class StateStore:
             raise
         return state
 
-    def commit(self, changes: Changes, *, run_id: str, snapshot_rows: int | None = None) -> int:
-        """Apply ``changes`` on top of the newest generation and write it as the next one; return its number."""
+    def commit(
+        self, changes: Changes, *, run_id: str, snapshot_rows: int | None = None, settles_in_flight: bool = True
+    ) -> int:
+        """Apply ``changes`` on top of the newest generation and write it as the next one; return its number.
+
+        ``settles_in_flight=False`` keeps the in-flight lists this commit folded in: for a commit that records no
+        run's writes (a rebuild from CVC's directory), so the runs still going keep their marks until they commit."""
         with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
             workdir = Path(tmp)
             for _ in range(MAX_COMMIT_ATTEMPTS):
@@ -266,7 +317,7 @@ class StateStore:
                     if snapshot_rows is not None:
                         state.set_meta("snapshot_rows", str(snapshot_rows))
                     state.set_meta("run_id", run_id)
-                    state.set_meta("committed_at", utc_now())
+                    state.set_meta("committed_at", clock.report_time())
                     state.db.execute("COMMIT")
                     users, uncertain = state.count(), state.uncertain_count()
                 finally:
@@ -276,26 +327,75 @@ class StateStore:
                     shutil.copyfileobj(source, target, 1024 * 1024)
                 generation = state.generation + 1
                 if self.store.put_file(self.bucket, self._key(generation), packed, if_absent=True):
-                    self._write_manifest(generation, users - uncertain, uncertain, run_id)
-                    for key in state.in_flight_keys:  # folded into this generation: their marks live on there
-                        self.store.delete(self.bucket, key)
+                    self._publish_manifest(generation, self._manifest(generation, users, uncertain, run_id))
+                    if settles_in_flight:
+                        for key in state.in_flight_keys:  # folded into this generation: their marks live on there
+                            self.store.delete(self.bucket, key)
                     self._prune(generation)
                     log.info("state committed", extra={"generation": generation, "users": users, "runId": run_id})
                     return generation
                 log.warning("state generation taken by a concurrent run; retrying", extra={"generation": generation})
         raise CvcSyncError("could not commit the shadow state: too many concurrent runs", code="StateContention")
 
-    def _write_manifest(self, generation: int, users: int, uncertain: int, run_id: str) -> None:
-        manifest = {
-            "generation": generation,
-            "key": self._key(generation),
-            "users": users,  # users whose content the state knows CVC holds
-            "uncertain": uncertain,  # users CVC may or may not hold (an interrupted or failed write)
-            "runId": run_id,
-            "committedAt": utc_now(),
-        }
-        self.store.put_bytes(self.bucket, self.manifest_key, orjson.dumps(manifest), content_type="application/json")
+    def _manifest_copy_key(self, generation: int) -> str:
+        return f"{self.prefix}gen-{generation:08d}.manifest.json"
+
+    def _manifest(self, generation: int, users: int, uncertain: int, run_id: str) -> bytes:
+        return orjson.dumps(
+            {
+                "generation": generation,
+                "key": self._key(generation),
+                "users": users - uncertain,  # users whose content the state knows CVC holds
+                "uncertain": uncertain,  # users CVC may or may not hold (an interrupted or failed write)
+                "runId": run_id,
+                "committedAt": clock.report_time(),
+            }
+        )
+
+    def _published_generation(self) -> int:
+        raw = self.store.get_bytes(self.bucket, self.manifest_key)
+        try:
+            manifest = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            return 0
+        generation = manifest.get("generation") if isinstance(manifest, dict) else None
+        return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
+
+    def _publish_manifest(self, generation: int, body: bytes) -> None:
+        """Point ``manifest.json`` at ``generation`` unless a newer one is published: it never goes backwards.
+
+        The object store offers create-only writes but no compare-and-swap on an existing key, so: each generation's
+        manifest is first kept beside it, create-only (``gen-N.manifest.json``); the shared one is re-read and only
+        written when older; and after writing, a newer generation that committed meanwhile (whose own write ours
+        may just have overwritten) is published again from its copy. A committer writes its copy before it re-reads,
+        so whichever of two racing committers writes last sees the other's copy and leaves the newer one. A reader
+        may see an older manifest for the moment between two of these writes, never after they settle."""
+        self.store.put_bytes(
+            self.bucket, self._manifest_copy_key(generation), body, content_type="application/json", if_absent=True
+        )
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            if self._published_generation() >= generation:
+                return  # a newer commit published itself: its committer answers for it
+            self.store.put_bytes(self.bucket, self.manifest_key, body, content_type="application/json")
+            newer = self._newest_copy_after(generation)
+            if newer is None:
+                return
+            generation, body = newer
+        log.warning("the state manifest kept moving while it was published", extra={"generation": generation})
+
+    def _newest_copy_after(self, generation: int) -> tuple[int, bytes] | None:
+        """The newest generation after ``generation`` whose manifest copy exists (a generation without one is
+        still being committed, and its committer publishes it), with that copy."""
+        newest = generation
+        while self.store.head(self.bucket, self._key(newest + 1)) is not None:
+            newest += 1
+        for candidate in range(newest, generation, -1):
+            body = self.store.get_bytes(self.bucket, self._manifest_copy_key(candidate))
+            if body is not None:
+                return candidate, body
+        return None
 
     def _prune(self, newest: int) -> None:
         for generation in range(max(1, newest - KEEP_GENERATIONS - 5), newest - KEEP_GENERATIONS + 1):
             self.store.delete(self.bucket, self._key(generation))
+            self.store.delete(self.bucket, self._manifest_copy_key(generation))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import clock
 from ..config import (
     ENV_ALERT_QUEUE_URL,
     ENV_DEADLETTER_BACKLOG_LIMIT,
@@ -67,8 +68,7 @@ class ScheduleSettings:
         )
 
 
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+utc_now = clock.now
 
 
 @dataclass
@@ -120,18 +120,11 @@ def read_options(task: str, options: Mapping[str, Any], spec: Mapping[str, type]
 # -- time ---------------------------------------------------------------------------------------------------------
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 time as cvc-sync writes them (``Z`` or an offset, any precision), in UTC; None if not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+parse_time = clock.parse  # the tasks read times as every other path does
 
 
 def iso(moment: datetime) -> str:
+    """A time for a task's report and answer: milliseconds, ``Z`` (ordering times are ``clock.stamp``)."""
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

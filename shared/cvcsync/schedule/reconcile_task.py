@@ -1,10 +1,16 @@
 """The reconcile task: what CVC really holds against the shadow state, reported, and healed if configured.
 
-CVC's directory is read with ListUsers, page by page, into a SQLite file beside the state (memory stays flat),
-and compared by content hash, the engine's way (``engine.reconcile`` does the same for ``cvcsync sync
---reconcile``; this task needs every id, not the first hundred, to heal CVC). Drift, in the engine's ``Drift``
-shape: ``onlyInCvc`` (users added outside cvc-sync), ``onlyInState`` (users missing from CVC), ``different``
-(users changed outside cvc-sync), and the CVC count against the last accepted full snapshot.
+CVC's directory is read with ListUsers, page by page, into a SQLite file (memory stays flat), and only then is
+the state checked out and compared with it by content hash, the engine's way (``engine.reconcile`` does the same
+for ``cvcsync sync --reconcile``; this task needs every id, not the first hundred, to heal CVC). CVC first, the
+state after: a write another run commits while the directory is read is in the state compared, so healing never
+undoes it (read the other way round, a user a queue run created meanwhile looked "added outside cvc-sync").
+
+Drift, in the engine's ``Drift`` shape: ``onlyInCvc`` (users added outside cvc-sync), ``onlyInState`` (users
+missing from CVC), ``different`` (users changed outside cvc-sync), ``uncertain`` (users the state does not know
+the content of: a run may have written them without its commit, see ``engine.state``), and the CVC count against
+the last accepted full snapshot. An uncertain user is never counted as missing or different: the state holds no
+truth about it to compare.
 
 Where ListUsers is unavailable (``InvalidApi.NotFound``), a random sample of the state's users
 (``CVCSYNC_RECONCILE_SAMPLE``) is checked with GetUser instead: it finds missing and changed users, never added
@@ -13,12 +19,17 @@ ones. A GetUser business error is read as "no such user" (CVC publishes no code 
 Healing (``CVCSYNC_RECONCILE_MODE`` or the task's ``mode`` option):
 
 * ``report`` (default): nothing is changed;
-* ``heal-state``: the state is made to match CVC (the next sync then sends exactly what differs from HR);
+* ``heal-state``: the state is made to match CVC (the next sync then sends exactly what differs from HR), which
+  settles uncertain users too; except the users a running run's in-flight list names, which stay uncertain, and
+  whose lists the heal's commit leaves in place for that run's own commit (``ShadowState.rebuild``,
+  ``StateStore.commit(settles_in_flight=False)``);
 * ``heal-cvc``: the state's records are pushed back for missing and changed users, and users the state does not
   know are deleted, behind the sync's deletion threshold (``CVCSYNC_MAX_DELETES``, ``CVCSYNC_MAX_DELETE_PERCENT``
   of the users CVC holds; ``CVCSYNC_GUARD_OVERRIDE`` approves). Past it no deletion is sent, the upserts only with
   ``CVCSYNC_UPSERTS_WHEN_REFUSED``, and ``CVCSYNC_ALERT_RECONCILE_REFUSED`` is raised. Never against a state that
-  has never been committed: an empty memory would mean "delete everyone".
+  has never been committed: an empty memory would mean "delete everyone". Uncertain users are neither pushed nor
+  deleted (pushing one could re-create a user whose delete went through but was never committed): they are
+  reported, and heal-state settles them.
 
 The report goes to ``<output prefix>reports/reconcile/<run id>.json`` and one log line (WARNING with code
 ``ReconcileDrift`` when there is drift).
@@ -58,30 +69,43 @@ UNREADABLE = "unreadable"
 _BATCH = 5000
 
 
+# Uncertain users (hash '', ``engine.state.UNCERTAIN``) are their own kind of drift, never missing or different.
 _ONLY_IN_CVC = "SELECT c.user_id FROM dir.cvc c WHERE c.user_id NOT IN (SELECT user_id FROM main.users)"
-_ONLY_IN_STATE = "SELECT u.user_id FROM main.users u WHERE u.user_id NOT IN (SELECT user_id FROM dir.cvc)"
-_ONLY_IN_STATE_SAMPLED = (
-    "SELECT u.user_id FROM main.users u WHERE u.user_id NOT IN (SELECT user_id FROM dir.cvc)"
-    " AND u.user_id IN (SELECT user_id FROM dir.scope)"
-)
-_DIFFERENT = "SELECT c.user_id FROM dir.cvc c JOIN main.users u USING (user_id) WHERE c.hash != u.hash"
+_NOT_IN_CVC = "SELECT u.user_id FROM main.users u WHERE u.user_id NOT IN (SELECT user_id FROM dir.cvc)"
+_IN_SCOPE = " AND u.user_id IN (SELECT user_id FROM dir.scope)"
+_CERTAIN = " AND u.hash != ''"
+_DIFFERENT = "SELECT c.user_id FROM dir.cvc c JOIN main.users u USING (user_id) WHERE c.hash != u.hash AND u.hash != ''"
+_UNCERTAIN = "SELECT u.user_id FROM main.users u WHERE u.hash = ''"
 _NOTHING = "SELECT user_id FROM dir.cvc WHERE 0"
 
 
 class _Directory:
-    """CVC's users (or a sample of them) in a SQLite file of their own, attached to the checked-out state."""
+    """CVC's users (or a sample of them) in a SQLite file of their own: filled first, then attached to the state
+    checked out after it (``attach``), so the comparison sees every commit made while CVC was read."""
 
-    def __init__(self, state: ShadowState, path: Path) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.state = state
-        self.db = state.db
+        self.state: ShadowState | None = None
+        self.db = sqlite3.connect(":memory:", isolation_level=None)
         self.db.execute("ATTACH DATABASE ? AS dir", (str(path),))
+        # A scratch file: a crash discards it, so no journal and no fsync per insert.
+        self.db.executescript("PRAGMA dir.journal_mode = OFF; PRAGMA dir.synchronous = OFF;")
         self.db.execute("CREATE TABLE dir.cvc (user_id TEXT PRIMARY KEY, hash TEXT NOT NULL, record TEXT NOT NULL)")
         self.db.execute("CREATE TABLE dir.scope (user_id TEXT PRIMARY KEY)")  # the sampled ids (sample method)
         self.method = LISTED_METHOD
         self.unreadable = 0
         self.sampled = 0
         self.unchecked = 0
+
+    def attach(self, state: ShadowState) -> None:
+        """Compare against ``state`` from now on (its connection sees the directory as ``dir``)."""
+        self.db.close()
+        state.db.execute("ATTACH DATABASE ? AS dir", (str(self.path),))
+        self.db, self.state = state.db, state
+
+    def close(self) -> None:
+        if self.state is None:  # attached, the state's connection owns it
+            self.db.close()
 
     def add(self, infos: Iterator[dict[str, Any]]) -> None:
         batch: list[tuple[str, str, str]] = []
@@ -107,10 +131,18 @@ class _Directory:
         return _NOTHING if self.method == SAMPLE_METHOD else _ONLY_IN_CVC  # a sample cannot find users it lacks
 
     def only_in_state(self) -> str:
-        return _ONLY_IN_STATE_SAMPLED if self.method == SAMPLE_METHOD else _ONLY_IN_STATE
+        """Users the state knows CVC held and it holds no more (uncertain ones are ``uncertain``)."""
+        return self.not_in_cvc() + _CERTAIN
+
+    def not_in_cvc(self) -> str:
+        """Every user of the state (in the sample's scope) that CVC lacks, uncertain ones included."""
+        return _NOT_IN_CVC + (_IN_SCOPE if self.method == SAMPLE_METHOD else "")
 
     def different(self) -> str:
         return _DIFFERENT
+
+    def uncertain(self) -> str:
+        return _UNCERTAIN + (_IN_SCOPE if self.method == SAMPLE_METHOD else "")
 
     def count(self, query: str) -> int:
         return int(self.db.execute(f"SELECT COUNT(*) FROM ({query})").fetchone()[0])  # noqa: S608 - constants  # nosec B608
@@ -119,7 +151,13 @@ class _Directory:
         return [uid for (uid,) in self.db.execute(f"{query} ORDER BY 1 LIMIT {LISTED}")]
 
     def drift(self) -> Drift:
-        queries = {"onlyInCvc": self.only_in_cvc(), "onlyInState": self.only_in_state(), "different": self.different()}
+        assert self.state is not None, "attach the state first"
+        queries = {
+            "onlyInCvc": self.only_in_cvc(),
+            "onlyInState": self.only_in_state(),
+            "different": self.different(),
+            "uncertain": self.uncertain(),
+        }
         return Drift(
             cvc_users=int(self.db.execute("SELECT COUNT(*) FROM dir.cvc").fetchone()[0]),
             state_users=self.state.count(),
@@ -158,14 +196,17 @@ class Reconcile:
         store = self.ctx.sync.state
         with tempfile.TemporaryDirectory(prefix="cvcsync-reconcile-") as tmp:
             workdir = Path(tmp)
-            state = store.checkout(workdir)
+            directory = _Directory(workdir / "directory.sqlite")
+            state: ShadowState | None = None
             try:
-                directory = _Directory(state, workdir / "directory.sqlite")
-                self._read_cvc(directory, state)
+                self._read_cvc(directory, workdir)
+                state = store.checkout(workdir)  # after CVC: what was committed meanwhile is compared, not undone
+                directory.attach(state)
                 drift = directory.drift()
                 self.result["method"] = directory.method
                 self.result["drift"] = {
                     **drift.to_dict(),
+                    "uncertain": directory.first(directory.uncertain()),
                     "sampled": directory.sampled if directory.method == SAMPLE_METHOD else None,
                     "unchecked": directory.unchecked,
                     "snapshot": self._snapshot(state, drift, directory.method),
@@ -181,12 +222,14 @@ class Reconcile:
                 self.result["status"] = "deadline"
                 self.result["messages"].append("the deadline came before CVC's directory was read: nothing healed")
             finally:
-                state.close()
+                directory.close()
+                if state is not None:
+                    state.close()
         return self._close()
 
     # -- reading CVC ----------------------------------------------------------------------------------------------
 
-    def _read_cvc(self, directory: _Directory, state: ShadowState) -> None:
+    def _read_cvc(self, directory: _Directory, workdir: Path) -> None:
         try:
             directory.add(self.ctx.sync.cvc.list_users(deadline=self.deadline))
             return
@@ -198,8 +241,7 @@ class Reconcile:
         directory.db.execute("DELETE FROM dir.cvc")
         directory.method = SAMPLE_METHOD
         directory.unreadable = 0
-        ids = [uid for (uid,) in state.db.execute("SELECT user_id FROM main.users ORDER BY user_id")]
-        sample = self.ctx.rng.sample(ids, min(self.sample_size, len(ids)))
+        sample = self._sample_ids(workdir)
         directory.sampled = len(sample)
         directory.db.executemany("INSERT INTO dir.scope VALUES (?)", [(uid,) for uid in sample])
         found = []
@@ -215,6 +257,18 @@ class Reconcile:
                 directory.db.execute("DELETE FROM dir.scope WHERE user_id = ?", (user_id,))
         directory.add(iter(found))
 
+    def _sample_ids(self, workdir: Path) -> list[str]:
+        """The state's users to check with GetUser, from a checkout of their own (the comparison reads the state
+        again after CVC)."""
+        sampling = workdir / "sample"
+        sampling.mkdir()
+        state = self.ctx.sync.state.checkout(sampling)
+        try:
+            ids = [uid for (uid,) in state.db.execute("SELECT user_id FROM main.users ORDER BY user_id")]
+        finally:
+            state.close()
+        return self.ctx.rng.sample(ids, min(self.sample_size, len(ids)))
+
     @staticmethod
     def _snapshot(state: ShadowState, drift: Drift, method: str) -> dict[str, Any]:
         """CVC against the last full snapshot HR sent and cvc-sync accepted (the completeness gate's number)."""
@@ -226,10 +280,13 @@ class Reconcile:
     # -- healing --------------------------------------------------------------------------------------------------
 
     def _heal_state(self, directory: _Directory) -> dict[str, Any]:
-        """The state made to match CVC: every readable CVC user (list), or the sampled ones fixed (sample)."""
+        """The state made to match CVC: every readable CVC user (list), or the sampled ones fixed (sample). Users
+        a run's in-flight list names stay uncertain and the lists stay: that run may write them after CVC was
+        read, and only its own commit can say what it wrote."""
         sampled = directory.method == SAMPLE_METHOD
-        missing = [uid for (uid,) in directory.db.execute(directory.only_in_state())]
+        missing = [uid for (uid,) in directory.db.execute(directory.not_in_cvc())]
         path = directory.path
+        in_flight: list[int] = []
 
         def cvc_rows() -> Iterator[list[tuple[str, str, str]]]:
             """The readable CVC users, streamed from the directory file (the commit works on another checkout)."""
@@ -243,17 +300,18 @@ class Reconcile:
 
         def changes(target: ShadowState) -> None:
             carry_last_sync(target)
-            if sampled:
-                target.delete(missing)
-            else:
-                target.db.execute("DELETE FROM users")
-            for rows in cvc_rows():
-                target.upsert(rows)
+            target.rebuild(cvc_rows(), replacing=missing if sampled else None)
+            in_flight[:] = [target.in_flight_count()]
 
-        generation = self.ctx.sync.state.commit(changes, run_id=self.run_id)
+        generation = self.ctx.sync.state.commit(changes, run_id=self.run_id, settles_in_flight=False)
         self.result["status"] = "healed"
         log.warning("reconcile healed the state from CVC", extra={"runId": self.run_id, "generation": generation})
-        return {"direction": HEAL_STATE, "generationAfter": generation, "removedFromState": len(missing)}
+        return {
+            "direction": HEAL_STATE,
+            "generationAfter": generation,
+            "removedFromState": len(missing),
+            "keptInFlight": in_flight[0] if in_flight else 0,  # users of running runs, left uncertain
+        }
 
     def _heal_cvc(self, directory: _Directory, state: ShadowState, workdir: Path) -> dict[str, Any]:
         heal: dict[str, Any] = {"direction": HEAL_CVC}
@@ -308,6 +366,7 @@ class Reconcile:
                 )
             ]
             heal.update(
+                uncertain=directory.count(directory.uncertain()),  # left alone: heal-state settles them
                 pushed=outcomes[Outcome.UPDATED.value],
                 deleted=outcomes[Outcome.DELETED.value],
                 failed=outcomes[Outcome.DEAD_LETTERED.value],
@@ -318,8 +377,13 @@ class Reconcile:
             plan.close()
         if self.breaker.open:
             heal["circuitOpen"] = self.breaker.reason
+        if heal["uncertain"]:
+            self.result["messages"].append(
+                f"{heal['uncertain']} uncertain user(s) were neither pushed nor deleted: heal-state settles them"
+            )
         if not refused:
-            self.result["status"] = "healed" if not heal["failed"] and not heal["pending"] else "partly-healed"
+            done = not heal["failed"] and not heal["pending"] and not heal["uncertain"]
+            self.result["status"] = "healed" if done else "partly-healed"
         log.warning(
             "reconcile pushed the state back to CVC",
             extra={

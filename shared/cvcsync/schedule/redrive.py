@@ -5,7 +5,7 @@ letter in exactly one outcome:
 
 * ``applied`` (CreateUser/DeleteUser went through) or ``alreadyApplied`` (the state already holds exactly this
   record, so nothing was sent): the shadow state records it, the letter is removed;
-* ``stale``: the state knows a newer write for that user (a later sync, change or redrive), so applying this one
+* ``stale``: the state knows a newer change for that user (a later sync, change or redrive), so applying this one
   would undo it; removed. ``duplicate``: another letter of the same user in the page is newer, or is a copy of
   this one; removed (the newer one is the one that counts);
 * ``rescheduled``: it failed again; put back with the failure added to its ``history``, removed in its old form;
@@ -17,6 +17,13 @@ letter in exactly one outcome:
 
 Records CVC refused for a business reason are retried too: they often pass once someone fixes CVC (capacity, a
 department) or the configuration, and the attempt limit bounds the cost.
+
+Which of two changes to a user wins is the queue's rule (``clock``): event time, ties by arrival. A letter's time
+is its change's (a queue letter's ``record.occurredAt``, which the queue path fills with the arrival when the
+change had no time; an upload letter's ``source.occurredAt``, its run's start, or else its first failure, a little
+after that start), compared with the user's last applied change in the state (``changes``, event times only).
+When a write was committed (``users.synced_at``) never decides: a late, older change applied after a newer one
+failed must not make the newer one look stale.
 
 Order of writes, so a crash loses nothing and duplicates at worst a harmless retry: CVC first, then the state
 commit, then the re-put and parked copies, and only then the removal from the sink. A crash before the removal
@@ -33,12 +40,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from .. import clock
 from ..deadletters import PARKED_DIR, DeadLetter, ParkedLetters, StoredLetter
 from ..engine.apply import Applier, ApplySettings
 from ..engine.circuit import CircuitBreaker
@@ -48,7 +56,7 @@ from ..engine.state import EVENT_MEMORY_DAYS, ShadowState
 from ..errors import CvcSyncError
 from ..records import RecordError, content_hash, parse_user
 from . import alerts
-from .context import ScheduleContext, carry_last_sync, iso, parse_time, read_options
+from .context import ScheduleContext, carry_last_sync, iso, read_options
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,6 @@ NEVER_RETRYABLE, INVALID_LETTER, MAX_ATTEMPTS = "NeverRetryable", "InvalidLetter
 OPTIONS = {"pageSize": int, "maxLetters": int, "ignoreBackoff": bool}
 DEFAULT_PAGE_SIZE = 100
 MAX_LISTED = 100
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class InvalidLetter(CvcSyncError):
@@ -75,7 +82,7 @@ class _Item:
     user_id: str = ""
     op: str = ""
     record: bytes | None = None
-    origin: datetime = _EPOCH  # the change's own time: occurredAt, else when the record first failed
+    origin: datetime = clock.EPOCH  # the change's time under the ordering rule (``_read_item``)
     event_id: str | None = None
     outcome: str | None = None
     error: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +91,11 @@ class _Item:
     @property
     def letter(self) -> DeadLetter:
         return self.stored.letter
+
+    @property
+    def at(self) -> str:
+        """The change's time in the one stored format: what the state's ``changes`` table compares."""
+        return clock.stamp(self.origin)
 
 
 @dataclass
@@ -126,19 +138,22 @@ def _read_item(stored: StoredLetter, defaults: dict[str, str]) -> _Item:
     letter = stored.letter
     item = _Item(stored)
     record = letter.record
-    first_failed = parse_time(letter.first_failed_at) or _EPOCH
+    # When the change reached cvc-sync, at the latest: the time of a change that carries none of its own.
+    first_failed = clock.parse(letter.first_failed_at) or clock.EPOCH
     try:
         if "type" in record:  # a change from the queue: {"type", "userId", "user", "eventId", "occurredAt"}
             item.op = _text(record.get("type"))
             user = record.get("user") if isinstance(record.get("user"), dict) else None
             item.event_id = _text(record.get("eventId")) or None
-            item.origin = parse_time(record.get("occurredAt")) or first_failed
+            item.origin = clock.event_time(clock.parse(record.get("occurredAt")), first_failed)
         else:  # a row of an upload: the user's fields, or {"userId", "old"} with source.operation "delete"
             item.op = _text(letter.source.get("operation")) or (
                 "delete" if set(record) <= {"userId", "old"} else "upsert"
             )
             user = record
-            item.origin = first_failed
+            # The run's start, which the upload path records its changes at (``source.occurredAt``, when the
+            # letter carries it); else the first failure, a little after that start.
+            item.origin = clock.event_time(clock.parse(letter.source.get("occurredAt")), first_failed)
         if item.op == "upsert":
             parsed = parse_user(user or {}, defaults=defaults)
             item.user_id, item.record = parsed.user_id, parsed.to_json()
@@ -238,9 +253,9 @@ class Redrive:
         """Per user, the newest letter counts (ties: the one redriven more often, i.e. a re-put copy)."""
         best: dict[str, _Item] = {}
         for item in items:
-            rank = (item.origin, item.letter.redrives)
+            rank = (item.at, item.letter.redrives)
             current = best.get(item.user_id)
-            if current is None or rank >= (current.origin, current.letter.redrives):
+            if current is None or rank >= (current.at, current.letter.redrives):
                 if current is not None:
                     current.outcome = DUPLICATE
                 best[item.user_id] = item
@@ -249,23 +264,11 @@ class Redrive:
 
     @staticmethod
     def _settle_stale(items: list[_Item], state: ShadowState) -> None:
-        """A letter older than the user's last known write (a change, a redrive, or a sync's upsert) is stale."""
-        ids = sorted({i.user_id for i in items})
-        newest: dict[str, datetime] = {}
-        for user_id, at in state.last_changes(ids).items():
-            moment = parse_time(at)
-            if moment is not None:
-                newest[user_id] = moment
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            query = f"SELECT user_id, synced_at FROM users WHERE user_id IN ({marks})"  # noqa: S608 - marks only  # nosec B608
-            for user_id, at in state.db.execute(query, part):
-                moment = parse_time(at)
-                if moment is not None and moment > newest.get(user_id, _EPOCH):
-                    newest[user_id] = moment
+        """A letter older than the user's last applied change (a sync's, a queue change's, a redrive's) is stale,
+        by the queue's own rule (``clock.is_newer``) and event times only."""
+        known = state.last_changes(sorted({i.user_id for i in items}))
         for item in items:
-            if item.user_id in newest and newest[item.user_id] > item.origin:
+            if not clock.is_newer(item.at, known.get(item.user_id)):
                 item.outcome = STALE
 
     def _settle_not_due(self, items: list[_Item]) -> None:
@@ -275,7 +278,7 @@ class Redrive:
         now = self.ctx.now()
         for item in items:
             wait = min(settings.redrive_backoff_max, settings.redrive_backoff * 2**item.letter.redrives)
-            failed = parse_time(item.letter.failed_at) or _EPOCH
+            failed = clock.parse(item.letter.failed_at) or clock.EPOCH
             if now < failed + timedelta(seconds=wait):
                 item.outcome = NOT_DUE
 
@@ -320,27 +323,23 @@ class Redrive:
                 item.outcome = PENDING
 
     def _remember(self, items: list[_Item]) -> None:
-        """Commit what CVC now holds. Redriven writes carry their own time, not the redrive's: a newer letter for
-        the same user met later in the pass must still win over the older one applied now."""
+        """Commit what CVC now holds. A redriven change is recorded at its own event time, not the redrive's: a
+        newer letter for the same user met later in the pass must still win over the older one applied now, and
+        a change older than this one that arrives later is stale."""
         if not items:
             return
         applied = [i for i in items if i.outcome == APPLIED]
 
         def changes(state: ShadowState) -> None:
             carry_last_sync(state)
-            upserts = [i for i in applied if i.op == "upsert" and i.record is not None]
-            state.upsert([(i.user_id, content_hash(i.record), i.record.decode()) for i in upserts if i.record])
-            state.db.executemany(
-                "UPDATE users SET synced_at = ? WHERE user_id = ?",
-                [(i.origin.strftime("%Y-%m-%dT%H:%M:%SZ"), i.user_id) for i in upserts],
-            )
+            state.upsert([(i.user_id, content_hash(i.record), i.record.decode()) for i in applied if i.record])
             state.delete([i.user_id for i in applied if i.op == "delete"])
-            state.record_changes([(i.user_id, _change_time(i.origin), i.op) for i in items])
+            state.record_changes([(i.user_id, i.at, i.op) for i in items])
             events = [i.event_id for i in items if i.event_id]
             if events:
-                now = datetime.now(timezone.utc)
+                now = clock.now()
                 forget = now - timedelta(days=EVENT_MEMORY_DAYS)
-                state.record_events(events, now=_change_time(now), forget_before=_change_time(forget))
+                state.record_events(events, now=clock.stamp(now), forget_before=clock.stamp(forget))
 
         self.report.state_generation = self.ctx.sync.state.commit(changes, run_id=self.run_id)
 
@@ -451,11 +450,6 @@ class Redrive:
             extra={"runId": self.run_id, "outcomes": outcomes, "pages": report.pages},
         )
         return report
-
-
-def _change_time(moment: datetime) -> str:
-    """The changes table's format (the queue path compares these strings): microseconds, ``Z``."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def run_redrive(ctx: ScheduleContext, options: dict[str, Any]) -> dict[str, Any]:

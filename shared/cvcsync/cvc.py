@@ -4,6 +4,9 @@ Every attempt is signed anew (fresh Timestamp and SignatureNonce), so a retry ca
 ``SignatureNonceUsed``. Retries are decided here, never by the HTTP adapter. Batches of users are split to at
 most ``batch_size`` per CreateUser/DeleteUser call, and each batch's fate is reported, not raised, so a caller
 syncing thousands of users can dead-letter one failed batch and carry on with the rest.
+
+Time comes from the caller as a ``TimeBudget``: every attempt's timeouts are clipped to what is left of it and no
+retry wait passes it. A bare ``deadline=`` (a ``time.monotonic()`` instant) is the budget that ends there.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import orjson
 import requests
 
 from . import __version__, signature
+from .budget import TimeBudget
 from .config import API_VERSION, CvcSettings
 from .credentials import Credentials, default_credentials
 from .errors import (
@@ -189,24 +193,29 @@ class CvcClient:
         encoded["Signature"] = signature.percent_encode(signature.signature(creds.access_key_secret, text))
         return signature.encode_form(encoded)
 
+    def _budget(self, deadline: float | None, budget: TimeBudget | None) -> TimeBudget:
+        """The caller's budget, or the one a bare ``deadline`` instant stands for (on this client's clock)."""
+        if budget is not None:
+            if deadline is not None:
+                raise TypeError("pass a budget or a deadline, not both")
+            return budget
+        return TimeBudget.until(deadline, clock=self._monotonic)
+
     def _timeout(self, ctx: RetryContext, action: str) -> tuple[float, float]:
-        remaining = ctx.time_left()
-        connect, read = self.settings.connect_timeout, self.settings.read_timeout
-        if remaining is None:
-            return connect, read
-        if remaining <= 0:
+        """This attempt's (connect, read) timeouts, clipped to the budget: a slow answer must not outlast it."""
+        if ctx.budget.expired():
             raise DeadlineExceeded(
-                "no time left before the caller's deadline",
+                "no time left in the caller's budget",
                 action=action,
                 code="DeadlineExceeded",
                 retryable=True,
             )
-        return min(connect, remaining), min(read, remaining)
+        return ctx.budget.clip(self.settings.connect_timeout), ctx.budget.clip(self.settings.read_timeout)
 
     def _attempt(
         self, action: str, query: Mapping[str, str], body_encoded: Mapping[str, str], ctx: RetryContext
     ) -> CallResult:
-        if self._limiter is not None and not self._limiter.acquire(ctx.deadline):
+        if self._limiter is not None and not self._limiter.acquire(ctx.budget.ends_at):
             raise DeadlineExceeded(
                 "the rate limit leaves no time before the deadline",
                 action=action,
@@ -299,11 +308,11 @@ class CvcClient:
         *,
         query: Mapping[str, str] | None = None,
         body: Mapping[str, str] | None = None,
-        deadline: float | None = None,
+        budget: TimeBudget,
         batch_size: int | None = None,
     ) -> CallResult:
         """Send one action with retries; raise the last ``CvcError`` when attempts or time run out."""
-        ctx = RetryContext(self.retry_policy, deadline, clock=self._monotonic)
+        ctx = RetryContext(self.retry_policy, budget)
         started = self._monotonic()
         body_encoded = signature.encode_values(body or {})  # once per call, reused by every attempt
         while True:
@@ -354,41 +363,67 @@ class CvcClient:
 
     # -- actions ---------------------------------------------------------------------------------------------
 
-    def create_batch(self, users: Sequence[Mapping[str, Any]], *, deadline: float | None = None) -> CallResult:
+    def create_batch(
+        self,
+        users: Sequence[Mapping[str, Any]],
+        *,
+        deadline: float | None = None,
+        budget: TimeBudget | None = None,
+    ) -> CallResult:
         """One CreateUser call (an upsert); ``users`` must fit one batch."""
         body = {"UserInfo": orjson.dumps(list(users)).decode(), "Count": str(len(users))}
-        return self._call("CreateUser", body=body, deadline=deadline, batch_size=len(users))
+        return self._call("CreateUser", body=body, budget=self._budget(deadline, budget), batch_size=len(users))
 
-    def create_batch_json(self, users_json: Sequence[str], *, deadline: float | None = None) -> CallResult:
+    def create_batch_json(
+        self, users_json: Sequence[str], *, deadline: float | None = None, budget: TimeBudget | None = None
+    ) -> CallResult:
         """CreateUser from users already serialised as JSON objects (the engine's plan stores them so)."""
         body = {"UserInfo": "[" + ",".join(users_json) + "]", "Count": str(len(users_json))}
-        return self._call("CreateUser", body=body, deadline=deadline, batch_size=len(users_json))
+        return self._call("CreateUser", body=body, budget=self._budget(deadline, budget), batch_size=len(users_json))
 
-    def delete_batch(self, user_ids: Sequence[str], *, deadline: float | None = None) -> CallResult:
+    def delete_batch(
+        self, user_ids: Sequence[str], *, deadline: float | None = None, budget: TimeBudget | None = None
+    ) -> CallResult:
         body = {
             "UserInfo": orjson.dumps([{"userId": uid} for uid in user_ids]).decode(),
             "Count": str(len(user_ids)),
         }
-        return self._call("DeleteUser", body=body, deadline=deadline, batch_size=len(user_ids))
+        return self._call("DeleteUser", body=body, budget=self._budget(deadline, budget), batch_size=len(user_ids))
 
     def iter_create(
-        self, users: Iterable[Mapping[str, Any]], *, deadline: float | None = None
+        self,
+        users: Iterable[Mapping[str, Any]],
+        *,
+        deadline: float | None = None,
+        budget: TimeBudget | None = None,
     ) -> Iterator[BatchResult]:
         """Upsert any number of users, ``batch_size`` per call; yields each batch's result as it completes."""
+        spend = self._budget(deadline, budget)
         for batch in _batches(users, self.settings.batch_size):
             ids = [str(u.get("userId", "")) for u in batch]
-            yield self._run_batch("CreateUser", ids, batch, partial(self.create_batch, batch, deadline=deadline))
+            yield self._run_batch("CreateUser", ids, batch, partial(self.create_batch, batch, budget=spend))
 
-    def iter_delete(self, user_ids: Iterable[str], *, deadline: float | None = None) -> Iterator[BatchResult]:
+    def iter_delete(
+        self, user_ids: Iterable[str], *, deadline: float | None = None, budget: TimeBudget | None = None
+    ) -> Iterator[BatchResult]:
+        spend = self._budget(deadline, budget)
         for batch in _batches(user_ids, self.settings.batch_size):
             records = [{"userId": uid} for uid in batch]
-            yield self._run_batch("DeleteUser", batch, records, partial(self.delete_batch, batch, deadline=deadline))
+            yield self._run_batch("DeleteUser", batch, records, partial(self.delete_batch, batch, budget=spend))
 
-    def create_users(self, users: Iterable[Mapping[str, Any]], *, deadline: float | None = None) -> list[BatchResult]:
-        return list(self.iter_create(users, deadline=deadline))
+    def create_users(
+        self,
+        users: Iterable[Mapping[str, Any]],
+        *,
+        deadline: float | None = None,
+        budget: TimeBudget | None = None,
+    ) -> list[BatchResult]:
+        return list(self.iter_create(users, deadline=deadline, budget=budget))
 
-    def delete_users(self, user_ids: Iterable[str], *, deadline: float | None = None) -> list[BatchResult]:
-        return list(self.iter_delete(user_ids, deadline=deadline))
+    def delete_users(
+        self, user_ids: Iterable[str], *, deadline: float | None = None, budget: TimeBudget | None = None
+    ) -> list[BatchResult]:
+        return list(self.iter_delete(user_ids, deadline=deadline, budget=budget))
 
     def _run_batch(
         self,
@@ -410,9 +445,11 @@ class CvcClient:
         result.latency = answer.latency
         return result
 
-    def get_user(self, user_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+    def get_user(
+        self, user_id: str, *, deadline: float | None = None, budget: TimeBudget | None = None
+    ) -> dict[str, Any]:
         """GetUser's ``UserInfo`` (PascalCase keys, ``CreateTime`` in epoch ms)."""
-        result = self._call("GetUser", query={"UserId": user_id}, deadline=deadline)
+        result = self._call("GetUser", query={"UserId": user_id}, budget=self._budget(deadline, budget))
         info = result.data.get("UserInfo")
         if not isinstance(info, dict):
             raise CvcTransportError(
@@ -423,15 +460,18 @@ class CvcClient:
             )
         return info
 
-    def list_users(self, *, page_size: int = 100, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+    def list_users(
+        self, *, page_size: int = 100, deadline: float | None = None, budget: TimeBudget | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every user, page by page (PascalCase keys), until a short page or ``TotalCount`` is reached."""
+        spend = self._budget(deadline, budget)
         page = 1
         seen = 0
         while True:
             result = self._call(
                 "ListUsers",
                 query={"PageNumber": str(page), "PageSize": str(page_size)},
-                deadline=deadline,
+                budget=spend,
             )
             data = result.data.get("Data") or {}
             infos = data.get("UserInfos") or []
@@ -442,7 +482,7 @@ class CvcClient:
                 return
             page += 1
 
-    def get_account_info(self, *, deadline: float | None = None) -> dict[str, Any]:
-        result = self._call("GetAccountInfo", deadline=deadline)
+    def get_account_info(self, *, deadline: float | None = None, budget: TimeBudget | None = None) -> dict[str, Any]:
+        result = self._call("GetAccountInfo", budget=self._budget(deadline, budget))
         info = result.data.get("AccountInfo")
         return info if isinstance(info, dict) else {}

@@ -1,16 +1,16 @@
 """Retry decisions as small, composable pieces: what failed, is another attempt allowed, how long to wait.
 
 Retries live in the client (never in the HTTP adapter, which would replay a used nonce). Backoff is exponential
-with full jitter; the randomness and the clock are injected so tests can pin them.
+with full jitter; the randomness is injected, and time comes from the caller's ``TimeBudget`` (its clock too), so
+tests can pin both.
 """
 
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .budget import TimeBudget
 from .errors import CvcError
 
 THROTTLING_CODES = frozenset(
@@ -66,25 +66,31 @@ class RetryPolicy:
 
 @dataclass
 class RetryContext:
-    """One call's attempts against the policy and the caller's deadline (monotonic seconds, or None)."""
+    """One call's attempts against the policy and the caller's time budget."""
 
     policy: RetryPolicy
-    deadline: float | None = None
-    clock: Callable[[], float] = time.monotonic
+    budget: TimeBudget = field(default_factory=TimeBudget.unlimited)
     attempts: int = 0
 
     def attempts_left(self) -> bool:
         return self.attempts < self.policy.max_attempts
 
-    def time_left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - self.clock()
-
     def next_delay(self, error: CvcError) -> float | None:
-        """Seconds to wait before the next attempt, or None when the error must be raised now."""
+        """Seconds to wait before the next attempt, or None when the error must be raised now (a wait that would
+        spend the rest of the budget is never taken: there would be no time left to use it)."""
         if not error.retryable or not self.attempts_left():
             return None
         delay = self.policy.delay_after(error, self.attempts)
-        remaining = self.time_left()
-        if remaining is not None and delay >= remaining:
-            return None
-        return delay
+        return delay if self.budget.allows(delay) else None
+
+
+def cut_short(error: CvcError, policy: RetryPolicy) -> bool:
+    """Whether a call that raised ``error`` ended for lack of time rather than because of the error.
+
+    The client raises the last error when it stops; a retryable one with attempts left under ``policy`` was stopped
+    by the time budget (a wait or a clipped read that did not fit). Its work is not failed, only not done yet: a
+    caller leaves it pending for the continuation instead of dead-lettering it.
+    """
+    if error.code == "DeadlineExceeded":
+        return True
+    return error.retryable and 0 < error.attempts < policy.max_attempts

@@ -1,7 +1,8 @@
 """The invocation a handler runs in, the same shape on Function Compute, Lambda and locally.
 
 FC has no remaining-time call: the deadline is the start plus the function's timeout. Lambda tells the remaining
-milliseconds. Either way the engine sees one ``deadline`` on the ``time.monotonic()`` clock.
+milliseconds. Either way the engine sees one ``deadline`` on the ``time.monotonic()`` clock, and spends it as a
+``TimeBudget`` that keeps a margin free for the run's own checkpoint and commit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .budget import TimeBudget
 from .config import ENV_ALIBABA_REGION, ENV_AWS_REGION
 
 FC, LAMBDA, LOCAL = "fc", "lambda", "local"
@@ -45,6 +47,10 @@ class Invocation:
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def budget(self, margin: float) -> TimeBudget:
+        """What the run may spend on CVC calls: the deadline less ``margin`` kept to checkpoint and commit."""
+        return TimeBudget.until(self.deadline, margin)
 
     @property
     def fc_context(self) -> Any:

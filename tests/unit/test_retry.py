@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cvcsync.budget import TimeBudget
 from cvcsync.errors import CvcError
-from cvcsync.retry import RetryContext, RetryPolicy, is_retryable_code, parse_retry_after
+from cvcsync.retry import RetryContext, RetryPolicy, cut_short, is_retryable_code, parse_retry_after
 
 
 def _error(code: str = "Throttling", status: int = 400, retryable: bool = True, retry_after: float | None = None):
@@ -64,11 +65,27 @@ def test_permanent_errors_are_never_retried() -> None:
     assert ctx.next_delay(_error("SignatureDoesNotMatch", retryable=False)) is None
 
 
-def test_deadline_stops_a_wait_that_would_outlast_it() -> None:
+def test_the_budget_stops_a_wait_that_would_outlast_it() -> None:
     now = [100.0]
-    ctx = RetryContext(RetryPolicy(max_attempts=5), deadline=101.0, clock=lambda: now[0], attempts=1)
+    ctx = RetryContext(RetryPolicy(max_attempts=5), TimeBudget(101.0, lambda: now[0]), attempts=1)
     assert ctx.next_delay(_error(retry_after=0.5)) == 0.5
+    assert ctx.next_delay(_error(retry_after=1.0)) is None  # it would end exactly when the budget does
     assert ctx.next_delay(_error(retry_after=2.0)) is None
+    now[0] = 100.9
+    assert ctx.next_delay(_error(retry_after=0.5)) is None  # what was fine a moment ago no longer fits
+
+
+def test_an_error_stopped_by_time_is_cut_short_not_failed() -> None:
+    policy = RetryPolicy(max_attempts=3)
+    timed_out = _error("Timeout", retryable=True)
+    timed_out.attempts = 1  # the clipped read timed out and no wait fitted: attempts were left
+    exhausted = _error("Throttling", retryable=True)
+    exhausted.attempts = 3
+    refused = _error("MissingParameter", retryable=False)
+    refused.attempts = 1
+    out_of_time = CvcError("x", action="CreateUser", code="DeadlineExceeded", retryable=True)
+    assert cut_short(timed_out, policy) and cut_short(out_of_time, policy)
+    assert not cut_short(exhausted, policy) and not cut_short(refused, policy)
 
 
 def test_server_retry_after_wins_over_backoff() -> None:

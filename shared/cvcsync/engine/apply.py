@@ -3,29 +3,39 @@
 Deletions go first (they free licensed capacity), then creates and updates in input order. A batch that CVC
 refuses as a whole for a reason that will not pass (one invalid user makes the whole CreateUser fail) is split in
 halves until the culprit stands alone, so one bad record costs itself and not its 99 neighbours. A batch that
-fails after the client's retries is dead-lettered record by record. When the invocation's deadline draws near,
-no new batch is started: what is in flight finishes, the rest stays pending, and the run is checkpointed.
+fails after the client's retries is dead-lettered record by record.
+
+Time is one ``TimeBudget`` (the deadline less the margin the run keeps to checkpoint and commit). It is checked
+before every batch and every bisection step, and handed to the client, which clips each call's timeouts to it and
+never waits for a retry past it. A call cut short by the budget leaves its batch pending, like the batches not
+started: the run is checkpointed and the continuation sends them. A cut call may still have taken effect (its
+users are in the run's in-flight list) and is sent again, so no batch is started that the budget cannot hold,
+judged by the slowest call answered so far. An open circuit stops the run the same way.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import time
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
+from ..budget import TimeBudget
 from ..cvc import CvcClient
 from ..errors import CvcBusinessError, CvcError
-from .circuit import AUTH_CODES, CircuitBreaker
+from ..retry import cut_short
+from .circuit import CircuitBreaker, is_systemic
 from .outcomes import Outcome
 from .plan import CREATE, DELETE, UPDATE, SyncPlan
 
 log = logging.getLogger(__name__)
 
 DONE, CHECKPOINTED = "done", "checkpointed"
+BUDGET_SPENT, CIRCUIT_OPEN = "budget-spent", "circuit-open"  # why a checkpointed run stopped
 _SUCCESS = {CREATE: Outcome.CREATED.value, UPDATE: Outcome.UPDATED.value, DELETE: Outcome.DELETED.value}
 
 Item = tuple[int, str, str, str | None]  # seq, user_id, op, record JSON
@@ -34,18 +44,32 @@ Result = tuple[int, str, str | None]  # seq, outcome, error JSON
 
 @dataclass(frozen=True)
 class ApplySettings:
+    """How to apply. ``budget`` bounds every call, retry wait and bisection step.
+
+    ``deadline`` (a ``time.monotonic()`` instant) with ``margin`` is the older spelling of the same thing and
+    becomes ``budget = deadline - margin``; give one or the other.
+    """
+
     batch_size: int = 100
     concurrency: int = 4
-    deadline: float | None = None  # time.monotonic() instant the invocation ends
-    margin: float = 10.0  # seconds kept free before the deadline: no new batch starts inside it
+    budget: TimeBudget = field(default_factory=TimeBudget.unlimited)
+    deadline: float | None = None
+    margin: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.deadline is not None:
+            if self.budget.ends_at is not None:
+                raise ValueError("give ApplySettings a budget or a deadline and margin, not both")
+            object.__setattr__(self, "budget", TimeBudget.until(self.deadline, self.margin))
 
 
 @dataclass
 class ApplyResult:
     status: str
-    applied: int
+    applied: int  # records CVC accepted (created, updated, deleted)
     dead_lettered: int
-    pending: int
+    pending: int  # not sent, or cut short: the continuation sends them
+    stopped_by: str | None = None  # BUDGET_SPENT or CIRCUIT_OPEN when status is CHECKPOINTED
 
 
 def _error_json(error: CvcError) -> str:
@@ -58,19 +82,28 @@ class Applier:
         client: CvcClient,
         settings: ApplySettings,
         *,
-        clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[int], None] | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.client = client
         self.breaker = breaker
         self.settings = settings
-        self._clock = clock
+        self.budget = settings.budget
         self._on_progress = on_progress
+        self._slowest = 0.0  # seconds, the longest call answered so far
+        self._slowest_lock = threading.Lock()
 
-    def _time_is_short(self) -> bool:
-        deadline = self.settings.deadline
-        return deadline is not None and self._clock() >= deadline - self.settings.margin
+    def _must_stop(self) -> bool:
+        """No new call: the budget cannot hold one more (or is spent), or the circuit is open. What is not sent
+        stays pending."""
+        remaining = self.budget.remaining()
+        if remaining is not None and remaining <= self._slowest:
+            return True
+        return self.breaker is not None and self.breaker.open
+
+    def _answered_in(self, latency: float) -> None:
+        with self._slowest_lock:
+            self._slowest = max(self._slowest, latency)
 
     def _batches(self, plan: SyncPlan, chunk: int | None) -> Iterator[tuple[str, list[Item]]]:
         """Pending operations in batches, read page by page (a million pending creates never sit in memory)."""
@@ -92,27 +125,30 @@ class Applier:
                     yield action, rows[start : start + self.settings.batch_size]
 
     def _send(self, action: str, items: list[Item]) -> list[Result]:
-        """Send one batch; split it on a whole-batch refusal; results for every item except deadline leftovers."""
-        deadline = self.settings.deadline
-        if self.breaker is not None and self.breaker.open:
-            return []  # left pending: the platform retries once CVC is back
+        """Send one batch; split it on a whole-batch refusal; results for every item except those left pending
+        (budget spent before or during the call, circuit open)."""
+        if self._must_stop():
+            return []  # left pending: the continuation (or the platform's retry) sends it
         try:
             if action == "DeleteUser":
-                self.client.delete_batch([uid for _, uid, _, _ in items], deadline=deadline)
+                answer = self.client.delete_batch([uid for _, uid, _, _ in items], budget=self.budget)
             else:
-                self.client.create_batch_json([record or "{}" for _, _, _, record in items], deadline=deadline)
+                answer = self.client.create_batch_json(
+                    [record or "{}" for _, _, _, record in items], budget=self.budget
+                )
         except CvcError as error:
             if self.breaker is not None:
                 self.breaker.record(error)
-                if self.breaker.open and (error.retryable or error.code in AUTH_CODES):
+                if self.breaker.open and is_systemic(error):
                     return []  # systemic, not this batch's fault: leave it pending
-            if error.code == "DeadlineExceeded":
-                return []  # left pending: the continuation sends it
+            if cut_short(error, self.client.retry_policy):
+                return []  # the budget ended the call, not the error: the continuation sends it
             if isinstance(error, CvcBusinessError) and len(items) > 1:
                 half = len(items) // 2
                 return self._send(action, items[:half]) + self._send(action, items[half:])
             detail = _error_json(error)
             return [(seq, Outcome.DEAD_LETTERED.value, detail) for seq, _, _, _ in items]
+        self._answered_in(answer.latency)
         if self.breaker is not None:
             self.breaker.record(None)
         return [(seq, _SUCCESS[op], None) for seq, _, op, _ in items]
@@ -127,27 +163,35 @@ class Applier:
             for future in done:
                 results = future.result()
                 plan.record_outcomes(results)
-                dead += sum(1 for _, outcome, _ in results if outcome == Outcome.DEAD_LETTERED.value)
-                applied += len(results)
+                failed = sum(1 for _, outcome, _ in results if outcome == Outcome.DEAD_LETTERED.value)
+                dead += failed
+                applied += len(results) - failed
                 if self._on_progress:
                     self._on_progress(len(results))
 
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="cvc-apply") as pool:
             for action, items in self._batches(plan, chunk):
-                if self.breaker is not None and self.breaker.open:
-                    stopped = True
-                    break
-                if self._time_is_short():
+                if self._must_stop():
                     stopped = True
                     break
                 while len(in_flight) >= self.settings.concurrency:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     collect(done)
-                in_flight.add(pool.submit(self._send, action, items))
+                # Each task runs in a copy of this context: the invocation's request id (a context variable) is on
+                # the worker's log lines too, which a bare pool thread would not carry.
+                task = contextvars.copy_context()
+                in_flight.add(pool.submit(task.run, self._send, action, items))
             done, _ = wait(in_flight)
             collect(done)
         pending = plan.pending_count(chunk)
-        status = CHECKPOINTED if (stopped or pending) else DONE
-        if status == CHECKPOINTED:
-            log.warning("deadline near: checkpointing", extra={"pending": pending, "applied": applied})
-        return ApplyResult(status, applied, dead, pending)
+        if not (stopped or pending):
+            return ApplyResult(DONE, applied, dead, pending)
+        counts = {"applied": applied, "deadLettered": dead, "notSent": pending}
+        if self.breaker is not None and self.breaker.open:
+            log.warning(
+                "circuit open: stopped calling CVC; the records not sent stay pending",
+                extra={**counts, "cause": self.breaker.reason},  # the one CircuitOpen line is the breaker's
+            )
+            return ApplyResult(CHECKPOINTED, applied, dead, pending, CIRCUIT_OPEN)
+        log.warning("time budget spent: checkpointing; the records not sent stay pending", extra=counts)
+        return ApplyResult(CHECKPOINTED, applied, dead, pending, BUDGET_SPENT)

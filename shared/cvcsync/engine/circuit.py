@@ -30,6 +30,11 @@ AUTH_CODES = frozenset(
 )
 
 
+def is_systemic(error: CvcError) -> bool:
+    """An error about the service or our access to it (it counts toward opening), not about one record's content."""
+    return error.retryable or error.code in AUTH_CODES
+
+
 class CircuitBreaker:
     def __init__(self, threshold: int = 5) -> None:
         self.threshold = threshold
@@ -46,7 +51,7 @@ class CircuitBreaker:
             if error is None:
                 self._failures = 0
                 return
-            if not error.retryable and error.code not in AUTH_CODES:
+            if not is_systemic(error):
                 return  # one record's problem (a business refusal), not the service's
             self._failures += 1
             if self.reason is None and (error.code in AUTH_CODES or self._failures >= self.threshold):

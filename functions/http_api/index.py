@@ -1,6 +1,7 @@
 """HTTP API (FC 2.0 HTTP trigger as WSGI; FC 3.0 HTTP trigger, API Gateway and Lambda function URLs as events).
 
-One ``handler`` for both call shapes: ``handler(environ, start_response)`` or ``handler(event, context)``.
+One ``handler`` for both call shapes: ``handler(environ, start_response)`` or ``handler(event, context)``; the
+event shape also takes the continuation events of a ``POST /sync`` run (this function invoking itself).
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ ENV_GUARD_OVERRIDE = "CVCSYNC_GUARD_OVERRIDE"
 # Applying.
 ENV_CONCURRENCY = "CVCSYNC_CONCURRENCY"
 ENV_DEADLINE_MARGIN = "CVCSYNC_DEADLINE_MARGIN"
+ENV_CIRCUIT_PAUSE = "CVCSYNC_CIRCUIT_PAUSE_SECONDS"
 ENV_FANOUT = "CVCSYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "CVCSYNC_FANOUT_THRESHOLD"
 ENV_FANOUT_CHUNK = "CVCSYNC_FANOUT_CHUNK"
@@ -207,6 +208,7 @@ class SyncSettings:
     guard_override: bool = False
     concurrency: int = 4
     deadline_margin: float = 10.0
+    circuit_pause: float = 30.0  # an upload's first pause when CVC fails as a whole; doubles per pause
     fanout: str = "off"
     fanout_threshold: int = 20000
     fanout_chunk: int = 5000
@@ -237,6 +239,7 @@ class SyncSettings:
             guard_override=_bool(env, ENV_GUARD_OVERRIDE),
             concurrency=_int(env, ENV_CONCURRENCY, 4),
             deadline_margin=_float(env, ENV_DEADLINE_MARGIN, 10.0),
+            circuit_pause=_float(env, ENV_CIRCUIT_PAUSE, 30.0),
             fanout=fanout,
             fanout_threshold=_int(env, ENV_FANOUT_THRESHOLD, 20000),
             fanout_chunk=_int(env, ENV_FANOUT_CHUNK, 5000),

@@ -33,7 +33,7 @@ def _inline_continuation(ctx: SyncContext) -> Callable[[dict[str, Any]], Any]:
     def run(event: dict[str, Any]) -> Any:
         step = event["cvcsync"]
         if step["action"] == "resume":
-            return resume_run(step["runId"], ctx, step=step.get("step"))
+            return resume_run(step["runId"], ctx, step=step.get("step"), not_before=step.get("notBefore"))
         return apply_chunk(step["runId"], int(step["chunk"]), int(step["chunks"]), ctx, step=step.get("step"))
 
     return run

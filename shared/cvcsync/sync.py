@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,9 +31,12 @@ from .continuations import claimed
 from .cvc import CvcClient
 from .deadletters import DeadLetter
 from .engine import guards as gates
-from .engine.apply import CHECKPOINTED, Applier, ApplySettings
+from .engine.apply import CHECKPOINTED, CIRCUIT_OPEN, Applier, ApplySettings
+from .engine.circuit import CircuitBreaker
 from .engine.outcomes import GuardResult, Outcome, RunReport, RunStatus, check_accounting, final_status
 from .engine.plan import CREATE, DELETE, UPDATE, PlanInput, SyncPlan, build_plan
+from .engine.settle import DELETE as DELETE_WRITE
+from .engine.settle import UPSERT, Repair, Write, record_snapshot, repair_letters, settle_writes, snapshot_repairs
 from .engine.state import ShadowState, StateConflict
 from .errors import CvcError, CvcSyncError
 from .events.types import ObjectUploaded
@@ -42,6 +46,8 @@ from .readers import read_records
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS_IN_REPORT = 100
+MAX_PAUSES = 6  # circuit-open pauses of one run before what is left is dead-lettered for the redrive
+MAX_PAUSE_SECONDS = 600.0
 
 
 def _now() -> str:
@@ -155,7 +161,10 @@ def write_plan_artefact(plan: SyncPlan, report: RunReport, target: IO[bytes]) ->
     target.write(b"]}\n")
 
 
-def _dead_letters(plan: SyncPlan, ctx: SyncContext, run_id: str) -> int:
+def _dead_letters(plan: SyncPlan, ctx: SyncContext, report: RunReport) -> int:
+    """The records that failed, each with its source line and its change's event time (``source.occurredAt``:
+    the redrive orders it by that, as every writer orders changes)."""
+    run_id = report.run_id
     query = "SELECT seq, line, user_id, record, old, error FROM rows WHERE outcome = 'deadLettered' ORDER BY seq"
     letters: list[DeadLetter] = []
     source = plan.source
@@ -171,6 +180,7 @@ def _dead_letters(plan: SyncPlan, ctx: SyncContext, run_id: str) -> int:
                     "line": line,
                     "userId": user_id,
                     "operation": "delete" if record is None else "upsert",
+                    **({"occurredAt": report.event_time} if report.event_time else {}),
                 },
                 error_code=str(detail.get("code", "Unknown")),
                 error_message=str(detail.get("message", "")),
@@ -182,6 +192,10 @@ def _dead_letters(plan: SyncPlan, ctx: SyncContext, run_id: str) -> int:
                 retryable=bool(detail.get("retryable", False)),
             )
         )
+    return _put_letters(ctx, letters)
+
+
+def _put_letters(ctx: SyncContext, letters: list[DeadLetter]) -> int:
     if not letters:
         return 0
     if ctx.sink is None:
@@ -192,33 +206,51 @@ def _dead_letters(plan: SyncPlan, ctx: SyncContext, run_id: str) -> int:
 
 
 def _commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
-    def changes(state: ShadowState) -> None:
-        upserts, deletes = plan.changes_for_state()
-        batch: list[tuple[str, str, str]] = []
-        for row in upserts:
-            batch.append(row)
-            if len(batch) >= 5000:
-                state.upsert(batch)
-                batch = []
-        state.upsert(batch)
-        removed = list(deletes)
-        state.delete(removed)
-        # The input's event time is when these changes occurred (``clock``): a queue event older than this export
-        # is stale, and a deleted user keeps a tombstone, so a late create from a queue or a redrive cannot
-        # resurrect them.
-        at = report.event_time or clock.stamp(clock.now())
-        written = plan.db.execute("SELECT user_id FROM rows WHERE outcome IN ('created', 'updated')")
-        state.record_changes([(uid, at, "upsert") for (uid,) in written] + [(uid, at, "delete") for uid in removed])
-
+    """Record what CVC now holds at the input's event time (``engine.settle``); races lost to newer changes
+    committed meanwhile, and users a newer accepted snapshot lacks, are dead-lettered as repairs."""
+    at = report.event_time or clock.stamp(clock.now())
     accepted = plan.mode == "full" and not report.refused
+    repairs: list[Repair] = []
+
+    def changes(state: ShadowState) -> None:
+        repairs.clear()  # a commit that met a concurrent one runs again on the newer generation
+        upserts, deletes = plan.changes_for_state()
+        writes = chain(
+            (Write(uid, at, UPSERT, digest, record) for uid, digest, record in upserts),
+            (Write(uid, at, DELETE_WRITE) for uid in deletes),
+            # Writes that failed are the latest intents all the same (``engine.settle``): dead-lettered, uncertain.
+            (
+                Write(uid, at, DELETE_WRITE if op == DELETE else UPSERT, digest, record, landed=False)
+                for uid, op, digest, record in plan.db.execute(
+                    "SELECT user_id, op, hash, record FROM rows WHERE outcome = 'deadLettered' "
+                    "AND op IN ('create', 'update', 'delete')"
+                )
+            ),
+        )
+        while batch := list(islice(writes, 5000)):
+            repairs.extend(settle_writes(state, batch, base_generation=plan.state_generation))
+        if accepted:
+            if state.generation != plan.state_generation:  # another writer committed since the plan
+                mine = {r.user_id for r in repairs}
+                more = snapshot_repairs(state, plan.users_named, at, plan.state_generation)
+                repairs.extend(r for r in more if r.user_id not in mine)
+            record_snapshot(state, at)
+
     written = plan.db.execute(
-        "SELECT COUNT(*) FROM rows WHERE outcome IN ('created', 'updated', 'deleted')"
+        "SELECT COUNT(*) FROM rows WHERE outcome IN ('created', 'updated', 'deleted', 'deadLettered')"
     ).fetchone()[0]
     if not written and not accepted:
         report.state["generationAfter"] = report.state.get("generationBefore")  # nothing to remember
         return
     generation = ctx.state.commit(changes, run_id=report.run_id, snapshot_rows=plan.valid_users() if accepted else None)
     report.state["generationAfter"] = generation
+    if repairs:
+        report.state["repairs"] = len(repairs)
+        report.messages.append(
+            f"{len(repairs)} user(s) were changed by another writer while this run applied: their newest change "
+            "is dead-lettered to be applied again (LostRace)"
+        )
+        _put_letters(ctx, repair_letters(repairs, run_id=report.run_id, source={**plan.source, "kind": "repair"}))
 
 
 def _report_key(ctx: SyncContext, report: RunReport) -> str:
@@ -227,7 +259,7 @@ def _report_key(ctx: SyncContext, report: RunReport) -> str:
 
 
 def _finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float) -> RunReport:
-    report.dead_letters = _dead_letters(plan, ctx, report.run_id)
+    report.dead_letters = _dead_letters(plan, ctx, report)
     _commit_state(plan, report, ctx)
     report.outcomes = plan.outcome_counts()
     report.status = final_status(report.outcomes, refused=report.refused).value
@@ -341,21 +373,54 @@ def _apply_and_finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, start
     applied_at = time.monotonic()
     if ctx.on_apply_start is not None:
         ctx.on_apply_start(pending)
-    result = _applier(ctx).run(plan)
+    breaker = CircuitBreaker()
+    result = _applier(ctx, breaker).run(plan)
     report.durations_ms["apply"] = report.durations_ms.get("apply", 0.0) + (time.monotonic() - applied_at) * 1000
+    if result.stopped_by == CIRCUIT_OPEN:
+        return _pause(plan, report, ctx, workdir, started, breaker.reason or "CVC failing")
     if result.status == CHECKPOINTED:
         return _checkpoint(plan, report, ctx, workdir)
     return _finish(plan, report, ctx, started)
 
 
-def _applier(ctx: SyncContext) -> Applier:
+def _applier(ctx: SyncContext, breaker: CircuitBreaker | None = None) -> Applier:
     settings = ApplySettings(
         batch_size=ctx.cvc.settings.batch_size,
         concurrency=ctx.settings.concurrency,
-        deadline=ctx.invocation.deadline,
-        margin=ctx.settings.deadline_margin,
+        budget=ctx.invocation.budget(ctx.settings.deadline_margin),
     )
-    return Applier(ctx.cvc, settings, on_progress=ctx.on_progress)
+    return Applier(ctx.cvc, settings, on_progress=ctx.on_progress, breaker=breaker)
+
+
+def _pause(
+    plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path, started: float, reason: str
+) -> RunReport:
+    """CVC is failing as a whole (the circuit opened): stop calling it, checkpoint, and come back after a pause
+    that doubles each time, as the queue path hands its messages back; after ``MAX_PAUSES`` the records still
+    pending are dead-lettered (retryable: the redrive sends them once CVC is back) and the run finishes."""
+    from .schedule.alerts import mark_circuit_open  # the heartbeat task alerts on this marker
+
+    mark_circuit_open(
+        ctx.store,
+        ctx.output_bucket,
+        ctx.settings.output_prefix,
+        reason=reason,
+        source="upload",
+        request_id=ctx.invocation.request_id,
+    )
+    pauses = int(report.state.get("pauses", 0)) + 1
+    report.state["pauses"] = pauses
+    if pauses > MAX_PAUSES:
+        report.messages.append(f"circuit open {pauses - 1} times ({reason}): the records not sent are dead-lettered")
+        detail = orjson.dumps({"code": "CircuitOpen", "message": reason, "retryable": True}).decode()
+        pending = plan.db.execute(
+            "SELECT seq FROM rows WHERE outcome IS NULL AND op IN ('create', 'update', 'delete')"
+        ).fetchall()
+        plan.record_outcomes((seq, Outcome.DEAD_LETTERED.value, detail) for (seq,) in pending)
+        return _finish(plan, report, ctx, started)
+    wait = min(ctx.settings.circuit_pause * 2 ** (pauses - 1), MAX_PAUSE_SECONDS)
+    report.messages.append(f"circuit open ({reason}): paused, continuing in {wait:g} s")
+    return _checkpoint(plan, report, ctx, workdir, not_before=time.time() + wait)
 
 
 # -- checkpoint, resume, fan-out -------------------------------------------------------------------------------
@@ -390,7 +455,9 @@ def _continuation(ctx: SyncContext, action: str, run_id: str, **extra: Any) -> d
     return {"cvcsync": {"action": action, "runId": run_id, "bucket": ctx.output_bucket, **extra}}
 
 
-def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:
+def _checkpoint(
+    plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path, *, not_before: float | None = None
+) -> RunReport:
     report.status = RunStatus.CHECKPOINTED.value
     report.outcomes = plan.outcome_counts()
     step = int(report.state.get("resumes", 0)) + 1  # each continuation names its step: a duplicate delivery is idle
@@ -400,7 +467,8 @@ def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Pa
         raise CvcSyncError(
             "the deadline came before the run finished and no way to continue is configured", code="NoContinuation"
         )
-    ctx.dispatcher.dispatch([_continuation(ctx, "resume", report.run_id, step=f"resume-{step}")])
+    later = {"notBefore": round(not_before, 3)} if not_before is not None else {}
+    ctx.dispatcher.dispatch([_continuation(ctx, "resume", report.run_id, step=f"resume-{step}", **later)])
     log.warning(
         "sync checkpointed; continuing in a new invocation",
         extra={"runId": report.run_id, "pending": plan.pending_count()},
@@ -408,9 +476,13 @@ def _checkpoint(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Pa
     return report
 
 
-def resume_run(run_id: str, ctx: SyncContext, *, step: str | None = None) -> RunReport | None:
+def resume_run(
+    run_id: str, ctx: SyncContext, *, step: str | None = None, not_before: float | None = None
+) -> RunReport | None:
     """Continue a checkpointed run from its saved plan: only what is still pending is sent. None: ``step`` was
-    already taken by another delivery of the same continuation (``continuations``), so nothing was done."""
+    already taken by another delivery of the same continuation (``continuations``), so nothing was done.
+    ``not_before`` (epoch seconds): a paused run waits until then, within this invocation's time, or hands the
+    wait on to a new continuation."""
     started = time.monotonic()
     with claimed(ctx, run_id, step) as mine:
         if not mine:
@@ -418,10 +490,23 @@ def resume_run(run_id: str, ctx: SyncContext, *, step: str | None = None) -> Run
         with _workdir() as workdir:
             plan, report = _load_run(ctx, run_id, workdir)
             try:
+                if not_before is not None and not _wait_until(not_before, ctx):
+                    return _checkpoint(plan, report, ctx, workdir, not_before=not_before)
                 report.messages.append(f"continued at {_now()}")
                 return _apply_and_finish(plan, report, ctx, started, workdir)
             finally:
                 plan.close()
+
+
+def _wait_until(moment: float, ctx: SyncContext) -> bool:
+    """Sleep until ``moment`` (epoch seconds) if this invocation's budget holds the wait; False when it does not."""
+    wait = moment - time.time()
+    if wait <= 0:
+        return True
+    if not ctx.invocation.budget(ctx.settings.deadline_margin).allows(wait):
+        return False
+    time.sleep(wait)
+    return True
 
 
 def _fan_out(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:

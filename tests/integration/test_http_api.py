@@ -70,7 +70,9 @@ def put_user(api: HttpApi, user_id: str, **fields: str) -> Answer:
 
 def test_put_then_get_a_user_in_camel_case(api: HttpApi, emulator: Any) -> None:
     answer = put_user(api, "u-1001", userEmail="zhang.san@example.com", userMobile="13800001001")
-    assert answer.status == 200 and answer.json()["status"] == "upserted" and answer.json()["cvcRequestId"]
+    assert answer.status == 200 and answer.json()["status"] == "upserted" and answer.json()["outcome"] == "created"
+    run = call(api, "GET", f"/runs/{answer.json()['runId']}").json()["report"]  # a write is a run, with its report
+    assert run["mode"] == "changes" and run["outcomes"]["created"] == 1 and run["source"]["route"] == "PUT /users/{id}"
     got = call(api, "GET", "/users/u-1001")
     assert got.status == 200
     shown = got.json()["user"]
@@ -119,10 +121,12 @@ def test_a_batch_upsert_with_rejections_duplicates_and_several_cvc_batches(env: 
     assert body["results"][0]["supersededBy"] == 3
     assert body["results"][1]["errors"][0]["field"] == "userEmail" and body["results"][1]["userId"] == "b"
     assert body["results"][4]["errors"][0] == {"field": "userId", "reason": "is required"}
-    assert all(r["cvcRequestId"] for r in body["results"] if r["status"] == "upserted")
+    assert [r.get("outcome") for r in body["results"]] == ["superseded", None, "created", "created", None, "created"]
     held = {u["userId"]: u for u in emulator.users()}
     assert sorted(held) == ["a", "c", "d"] and held["a"]["userName"] == "A again"
-    assert emulator.stats()["createBatchSizes"] == [2, 1]
+    assert sorted(emulator.stats()["createBatchSizes"]) == [1, 2]  # the batches go out concurrently
+    run = call(api, "GET", f"/runs/{body['runId']}").json()["report"]
+    assert run["received"] == 6 and run["outcomes"]["rejected"] == 2 and run["outcomes"]["superseded"] == 1
 
 
 def test_a_clean_batch_is_200(api: HttpApi) -> None:
@@ -183,11 +187,13 @@ def test_a_refusal_is_502_and_an_auth_refusal_opens_the_circuit(api: HttpApi, em
 
 
 def test_consecutive_failures_open_the_circuit_mid_batch(env: dict[str, str], emulator: Any) -> None:
-    api = HttpApi({**env, "CVC_BATCH_SIZE": "1"})
+    api = HttpApi({**env, "CVC_BATCH_SIZE": "1", "CVCSYNC_CONCURRENCY": "1"})
     emulator.set_faults(error_rate=1.0, seed=1)
     answer = call(api, "POST", "/users", body=[user(f"u{i}") for i in range(8)])
     results = answer.json()["results"]
-    assert [r["error"]["code"] == "CircuitOpen" for r in results] == [False] * 5 + [True] * 3
+    # Four failed calls, the fifth opens the circuit (its batch stays unsettled, like the three never sent).
+    assert [r["error"]["code"] == "CircuitOpen" for r in results] == [False] * 4 + [True] * 4
+    assert all(r["status"] == "failed" and r["error"]["retryable"] for r in results)
     assert sum(emulator.stats()["calls"].values()) == 5
     assert call(api, "DELETE", "/users/u0").status == 429
 

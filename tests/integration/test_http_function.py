@@ -97,3 +97,60 @@ def test_every_platform_shape_through_the_one_handler(handler: Callable[[Any, An
 def test_an_unsigned_event_gets_401_in_its_own_shape(handler: Callable[[Any, Any], Any]) -> None:
     answer = handler(load_event("http/apigw-v1-rest-proxy.json"), LocalLambdaContext("http-api"))
     assert answer["statusCode"] == 401 and "Traceback" not in answer["body"]
+
+
+def test_a_sync_that_fans_out_is_finished_by_continuations_to_the_same_handler(
+    emulator: Any, moto: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /sync through the deployed handler fans out (202); each chunk event, delivered to that same handler as
+    the platform's asynchronous invocation would (here through an SQS queue, to hold them), finishes the run."""
+    services.clear_cache()
+    moto.s3_client().create_bucket(Bucket="hr-uploads")
+    rows = "".join(f"e{i:03d},员工{i},88,示例科技\n" for i in range(30))
+    export = ("userId,userName,groupId,groupName\n" + rows).encode()
+    moto.s3_client().put_object(Bucket="hr-uploads", Key="uploads/full/hr.csv", Body=export)
+    queue_url = moto.sqs_client().create_queue(QueueName="cvc-sync-continuations")["QueueUrl"]
+    for name, value in {
+        **AUTH_ENV,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
+        "CVC_ENDPOINT": emulator.url,
+        "CVCSYNC_S3_ENDPOINT": moto.url,
+        "CVCSYNC_S3_REGION": "us-east-1",
+        "CVCSYNC_S3_ADDRESSING_STYLE": "path",
+        "CVCSYNC_SQS_ENDPOINT": moto.url,
+        "CVCSYNC_HTTP_SYNC_BUCKET": "hr-uploads",
+        "CVCSYNC_FANOUT": "sqs",
+        "CVCSYNC_FANOUT_QUEUE_URL": queue_url,
+        "CVCSYNC_FANOUT_THRESHOLD": "10",
+        "CVCSYNC_FANOUT_CHUNK": "12",
+        "CVCSYNC_LOG_LEVEL": "WARNING",
+    }.items():
+        monkeypatch.setenv(name, value)
+    handler = load_handler("http_api")
+    request = load_event("http/lambda-function-url.json")
+    body = orjson.dumps({"key": "uploads/full/hr.csv"})
+    request.update(rawPath="/sync", body=body.decode(), isBase64Encoded=False)
+    request["requestContext"]["http"]["path"] = "/sync"
+    sign_into(request, "POST", "/sync", "", body)
+    answer = handler(request, LocalLambdaContext("http-api"))
+    assert answer["statusCode"] == 202, answer["body"]
+    started = orjson.loads(answer["body"])
+    assert started["report"]["status"] == "fanned-out" and emulator.users() == []
+    sqs = moto.sqs_client()
+    events = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            events.append(orjson.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    assert sorted(event["cvcsync"]["chunk"] for event in events) == [0, 1, 2]
+    for event in events:
+        handler(event, LocalLambdaContext("http-api"))
+    poll = {**load_event("http/apigw-v2-http-api.json"), "rawPath": started["poll"], "rawQueryString": ""}
+    poll.pop("pathParameters")
+    poll["requestContext"] = {**poll["requestContext"], "stage": "$default"}
+    sign_into(poll, "GET", started["poll"], "", b"")
+    report = orjson.loads(handler(poll, LocalLambdaContext("http-api"))["body"])["report"]
+    assert report["status"] == "applied" and report["outcomes"]["created"] == 30
+    assert len(emulator.users()) == 30
+    services.clear_cache()

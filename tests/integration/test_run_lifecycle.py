@@ -238,3 +238,35 @@ def test_reconcile_exits_5_on_drift_and_0_once_rebuilt(emulator: Any, tmp_path: 
     assert not drift["inSync"] and code == 5
     code, rebuilt, _ = cli_sync(emulator, state, "--reconcile", "--rebuild-state")
     assert rebuilt["generationAfter"] and code == 0
+
+
+# -- an outage: stop, checkpoint, come back (the upload path's circuit) -------------------------------------------
+
+
+def test_an_outage_pauses_the_upload_and_it_comes_back(env: dict[str, str], moto: Any, emulator: Any) -> None:
+    queue_url = moto.sqs_client().create_queue(QueueName="cvc-sync-continue")["QueueUrl"]
+    settings = {
+        **env,
+        "CVC_MAX_ATTEMPTS": "1",
+        "CVC_BATCH_SIZE": "5",
+        "CVCSYNC_CONCURRENCY": "1",
+        "CVCSYNC_FANOUT": "sqs",
+        "CVCSYNC_FANOUT_QUEUE_URL": queue_url,
+        "CVCSYNC_FANOUT_THRESHOLD": "100000",
+        "CVCSYNC_CIRCUIT_PAUSE_SECONDS": "0.2",
+    }
+    emulator.set_faults(error_rate=1.0, seed=4)
+    first = run_upload(upload(moto, export(range(60))), settings)
+    # Five failures in a row open the circuit: the four batches before it are dead-lettered (retryable), the rest
+    # is not tried at all, and not dead-lettered either: it waits for CVC.
+    assert first["status"] == "checkpointed" and first["outcomes"]["deadLettered"] == 20
+    assert emulator.stats()["calls"]["CreateUser"] == 5
+    assert "cvc-sync/alerts/circuit-open" in keys(moto, "cvc-sync/alerts/")
+    [resume] = drain(moto, queue_url)
+    assert resume["cvcsync"]["step"] == "resume-1" and resume["cvcsync"]["notBefore"] > 0
+    emulator.set_faults()  # CVC is back
+    [run] = handle(copy.deepcopy(resume), LocalLambdaContext("worker"), env=settings)["runs"]
+    assert run["status"] == "partial" and run["outcomes"]["created"] == 40 and run["deadLetters"] == 20
+    report = report_of(moto, run)
+    assert any("circuit open" in m and "paused" in m for m in report["messages"])
+    assert len(emulator.users()) == 40

@@ -82,9 +82,10 @@ def sync_upload(moto: Any, env: dict[str, str], body: bytes) -> dict[str, Any]:
 
 
 def failed_upload(moto: Any, emulator: Any, env: dict[str, str], n: int, **extra: str) -> None:
-    """A real sync of ``n`` users while CVC answers every call with a 5xx: every user is dead-lettered."""
+    """A real sync of ``n`` users while CVC answers every call with a 5xx: every user is dead-lettered. One batch
+    (five failed calls in a row would open the circuit and pause the run instead, which has its own test)."""
     emulator.set_faults(error_rate=1.0, seed=3)
-    run_ = sync_upload(moto, {**env, **extra}, export(n))
+    run_ = sync_upload(moto, {**env, "CVC_BATCH_SIZE": str(max(n, 1)), **extra}, export(n))
     assert run_["outcomes"]["deadLettered"] == n
     emulator.set_faults()
 

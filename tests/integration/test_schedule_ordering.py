@@ -77,7 +77,8 @@ def test_a_late_older_change_does_not_make_the_redrive_drop_a_newer_failed_one(
     env: dict[str, str], moto: Any, emulator: Any
 ) -> None:
     """CVC refuses the 10:00 create (its licence is full: a business refusal), so it is dead-lettered; the 09:00
-    version arrives late and is applied; the redrive must still apply 10:00, the user's latest intent."""
+    version arrives late: the failed 10:00 change is the user's latest intent all the same (engine.settle records
+    it), so 09:00 is stale; the redrive applies 10:00."""
     emulator.set_capacity(0)
     failed = queue(env, upsert("u-1", "甲 (10:00)", "2024-05-01T10:00:00Z"), "m-1")
     emulator.set_capacity(100)
@@ -86,7 +87,7 @@ def test_a_late_older_change_does_not_make_the_redrive_drop_a_newer_failed_one(
     assert letter["record"]["occurredAt"].startswith("2024-05-01T10:00:00")
 
     late = queue(env, upsert("u-1", "甲 (09:00)", "2024-05-01T09:00:00Z"), "m-2")  # older, arrives later
-    assert late["outcomes"]["stale"] == 0 and [u["userName"] for u in emulator.users()] == ["甲 (09:00)"]
+    assert late["outcomes"]["stale"] == 1 and emulator.users() == []
 
     redrive = dict(schedule_handle({"task": "redrive"}, LocalLambdaContext("scheduled"), env=env))
     assert redrive["outcomes"]["applied"] == 1 and redrive["outcomes"]["stale"] == 0

@@ -143,8 +143,22 @@ def test_replay_memory_is_bounded() -> None:
     with pytest.raises(ApiError) as caught:
         memory.remember("k", "3", expires_at=30, now=5)
     assert caught.value.status == 429 and dict(caught.value.headers)["Retry-After"] == "5"
-    assert memory.remember("k", "3", expires_at=30, now=10)  # the first pair expired
-    assert not memory.remember("k", "2", expires_at=20, now=10)
+    with pytest.raises(ApiError):  # at its expiry instant the first pair is still remembered (its window is closed)
+        memory.remember("k", "3", expires_at=30, now=10)
+    assert memory.remember("k", "3", expires_at=30, now=10.5)  # the first pair expired
+    assert not memory.remember("k", "2", expires_at=20, now=10.5)
+
+
+def test_a_replay_at_exactly_timestamp_plus_skew_is_refused() -> None:
+    """The last instant a timestamp is accepted (|now - timestamp| == skew) must still know its nonce."""
+    clock = Clock(NOW + 300)
+    auth = Authenticator(clock=clock)
+    headers = signed()
+    assert check(auth, headers) == "hmac:ops"
+    error = refused(auth, headers)
+    assert (error.status, error.code) == (401, "ReplayedRequest")
+    clock.now = NOW + 300.5  # just past the window: the timestamp refuses it
+    assert refused(auth, headers).code == "RequestExpired"
 
 
 def test_bearer_tokens_are_accepted_and_wrong_ones_refused() -> None:

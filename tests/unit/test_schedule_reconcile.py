@@ -294,3 +294,20 @@ def test_heal_state_keeps_a_running_syncs_in_flight_marks(tmp_path: Path) -> Non
     assert in_flight_lists(w) == []
     settled = hashes(w, tmp_path)
     assert settled["n"] != UNCERTAIN and settled["b"] == UNCERTAIN  # b may still differ in CVC: re-sent next time
+
+
+def test_heal_state_asks_for_users_a_shifted_listing_skipped_before_forgetting_them(tmp_path: Path) -> None:
+    """ListUsers is paged: writes while it is read shift the pages, and a user that exists can be skipped. A user
+    the state holds and the listing lacked is asked for with GetUser before heal-state forgets it."""
+    w = world(settings=ScheduleSettings(reconcile_mode="heal-state"))
+    drifted(w)  # c is really missing from CVC; a, b and d are there
+    listing = w.ctx.sync.cvc.list_users
+
+    def shifted(**kwargs: Any) -> Any:  # a listing whose pages moved under it: "a" falls between two pages
+        return (info for info in listing(**kwargs) if info.get("UserId") != "a")
+
+    w.ctx.sync.cvc.list_users = shifted  # type: ignore[method-assign]
+    result = reconcile(w)
+    assert result["status"] == "healed"
+    assert state_names(w, tmp_path) == {"a": "name-a", "b": "renamed", "d": "name-d"}  # "a" kept, "c" forgotten
+    assert any("skipped were found with GetUser" in m for m in result["messages"])

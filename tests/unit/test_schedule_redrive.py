@@ -212,8 +212,9 @@ def test_an_upload_letter_older_than_a_later_sync_of_the_user_is_stale() -> None
 
 
 def test_only_event_times_decide_not_when_a_change_was_committed(tmp_path: Path) -> None:
-    """A delete of 10:00 is refused and dead-lettered; an upsert of 09:00 arrives later and is applied (committed
-    after the delete failed). The redrive must still delete: the user's latest intent (issue 11, defect 1)."""
+    """A delete of 10:00 is refused and dead-lettered; an upsert of 09:00 arrives later. The failed delete is the
+    user's latest intent all the same (engine.settle records it), so the late upsert is stale and never re-creates
+    the departed employee; the redrive then deletes (issue 11, defect 1)."""
     w = world(settings=SETTINGS)
     refusing = RefuseDeletes(w.cvc.gateway)
     w.ctx.sync.cvc = refusing.client()
@@ -222,7 +223,7 @@ def test_only_event_times_decide_not_when_a_change_was_committed(tmp_path: Path)
     assert refused.report.outcomes["deadLettered"] == 1 and len(letters(w)) == 1
     refusing.refusing = False
     late = changes(w, upsert_change("u-1", "甲 (late)", "2024-05-01T09:00:00Z"))
-    assert late.report.outcomes["updated"] == 1
+    assert late.report.outcomes["stale"] == 1 and w.cvc.users()["u-1"]["userName"] == "甲"
     w.clock.now = clock.now() + timedelta(minutes=1)  # the letter's backoff has passed
     result = redrive(w)
     assert (result["outcomes"]["applied"], result["outcomes"]["stale"]) == (1, 0)

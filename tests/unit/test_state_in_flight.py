@@ -77,6 +77,10 @@ def test_a_rebuild_keeps_in_flight_users_uncertain_and_its_commit_keeps_their_li
             ("kept", "c1"),
             ("marked", UNCERTAIN),
         ]
+        # An in-flight user keeps the state's record (its last committed change's content), not CVC's: a run
+        # that loses a race to that change re-applies it from there (engine.settle).
+        records = {uid: orjson.loads(record) for uid, _, record in state.users()}
+        assert records["marked"] == {"userId": "marked"} and records["created"] == {"userId": "created"}
     finally:
         state.close()
 

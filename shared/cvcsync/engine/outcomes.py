@@ -29,7 +29,7 @@ class RunStatus(str, enum.Enum):
 
     APPLIED = "applied"  # every record that needed a write got it (or needed none)
     PARTIAL = "partial"  # some writes went through, some records were rejected or dead-lettered
-    FAILED = "failed"  # records were dead-lettered or rejected, and no record was written nor already in place
+    FAILED = "failed"  # records failed (dead-lettered, rejected, handed back) and none was written nor in place
     REFUSED = "refused"  # a safety gate refused (nothing destructive sent), or a saved plan is stale
     DRY_RUN = "dry-run"  # planned only
     CHECKPOINTED = "checkpointed"  # saved at the deadline; a new invocation continues it
@@ -37,7 +37,9 @@ class RunStatus(str, enum.Enum):
 
 
 FINAL_STATUSES = frozenset({RunStatus.APPLIED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.REFUSED})
-_FINE = ("created", "updated", "deleted", "unchanged")  # the record is in CVC as intended
+# The record is in CVC as intended, or needed no write (a copy, an older or superseded change).
+_FINE = ("created", "updated", "deleted", "unchanged", "duplicate", "stale", "superseded")
+_BAD = ("deadLettered", "rejected", "retried")  # not done: failed, invalid, or handed back to be tried again
 
 
 def final_status(outcomes: dict[str, int], *, refused: bool) -> RunStatus:
@@ -45,7 +47,7 @@ def final_status(outcomes: dict[str, int], *, refused: bool) -> RunStatus:
     if refused:
         return RunStatus.REFUSED
     fine = sum(outcomes.get(name, 0) for name in _FINE)
-    bad = outcomes.get("deadLettered", 0) + outcomes.get("rejected", 0)
+    bad = sum(outcomes.get(name, 0) for name in _BAD)
     if bad and not fine:
         return RunStatus.FAILED
     return RunStatus.PARTIAL if bad else RunStatus.APPLIED

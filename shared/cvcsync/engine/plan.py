@@ -292,6 +292,19 @@ class SyncPlan:
         query = "SELECT user_id, CASE WHEN op = 'create' THEN record END FROM rows WHERE outcome IS NULL AND op IN "
         yield from self.db.execute(query + "('create', 'update', 'delete') ORDER BY seq")
 
+    def users_named(self, user_ids: list[str]) -> dict[str, tuple[str, str] | None]:
+        """Which of ``user_ids`` the plan names, with (hash, record) of the row that wins for a valid one and None
+        for a user named only by invalid rows (an invalid row protects its user too)."""
+        marks = ",".join("?" * len(user_ids))
+        query = (
+            f"SELECT user_id, hash, record FROM rows WHERE user_id IN ({marks}) "  # noqa: S608 - marks only  # nosec B608
+            "ORDER BY user_id, (op IN ('create', 'update', 'unchanged', 'stale') AND record IS NOT NULL), seq"
+        )
+        named: dict[str, tuple[str, str] | None] = {}
+        for uid, digest, record in self.db.execute(query, user_ids):
+            named[uid] = (digest, record) if digest and record else named.get(uid)
+        return named
+
     def changes_for_state(self) -> tuple[Iterator[tuple[str, str, str]], Iterator[str]]:
         """What CVC now holds because of this plan: upserts that succeeded and deletes that succeeded."""
         upserts = self.db.execute(
@@ -557,11 +570,12 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None) -> N
             ORDER BY s.user_id
             """
         )
-    if as_of is not None:
+    if as_of is not None:  # one ordering rule (``engine.settle``): a newer change, or a newer full snapshot, wins
         db.execute(
             "UPDATE rows SET op = 'stale', outcome = 'stale' WHERE op IN ('create', 'update', 'delete') "
-            "AND user_id IN (SELECT user_id FROM state.changes WHERE occurred_at > ?)",
-            (as_of,),
+            "AND (user_id IN (SELECT user_id FROM state.changes WHERE occurred_at > ?) "
+            "OR ? < (SELECT COALESCE(MAX(value), '') FROM state.meta WHERE key = 'snapshot_at'))",
+            (as_of, as_of),
         )
     db.execute("COMMIT")
     db.execute("DETACH DATABASE state")

@@ -82,6 +82,7 @@ def reconcile(
 ) -> Drift:
     with tempfile.TemporaryDirectory(prefix="cvcsync-reconcile-") as tmp:
         state = store.checkout(Path(tmp))
+        read_after = state.generation  # checked out before CVC is read: later commits may postdate the read
         try:
             db = state.db
             drift = Drift(unreadable=_load_cvc(client, db, deadline))
@@ -103,8 +104,9 @@ def reconcile(
     if rebuild and not drift.in_sync:
 
         def changes(target: ShadowState) -> None:
-            target.db.execute("DELETE FROM users")
-            target.upsert(rows)
+            # A running run's in-flight users stay uncertain and its list stays for its own commit (as the
+            # scheduled reconcile's heal-state does): this commit records no run's writes.
+            target.rebuild([rows], read_after=read_after)
 
-        drift.generation_after = store.commit(changes, run_id=run_id)
+        drift.generation_after = store.commit(changes, run_id=run_id, settles_in_flight=False)
     return drift

@@ -9,11 +9,15 @@ full snapshot that says the user is gone). Both writes reached CVC and nobody kn
 older write is not recorded; the user becomes uncertain (the state no longer claims to know what CVC holds), and a
 ``Repair`` names the newer change, which the writer dead-letters so that the redrive applies it again, at its own
 event time. Nothing is lost (the newer change is re-sent) and nothing resurrects (the older one is never recorded
-as the truth).
+as the truth). The other way round is a race too: an *older* change committed behind a run's back (after the
+generation the run planned on: each change records the generation that committed it) may have reached CVC after
+the run's newer write; the run records its write, marks the user uncertain and repairs with its own change.
 
 A full snapshot that was accepted also says something about users it does not list: as of its event time they
 are gone. ``SNAPSHOT_AT`` keeps that time, and ``last_change`` folds it in, so an older change of a user the
-snapshot lacks is stale, and a race with such a snapshot is repaired with a delete.
+snapshot lacks is stale, a race with such a snapshot is repaired with a delete, and a user another writer changed
+behind a snapshot's back (after its plan, with an older change) is repaired to what the snapshot lists
+(``snapshot_repairs``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Write:
     hash: str | None = None  # upserts: the content hash and record written
     record: str | None = None
     changed: bool = True  # False: nothing was sent (the content was in place); only its time is recorded
+    landed: bool = True  # False: the write failed (dead-lettered); CVC may or may not hold it
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,20 @@ def last_changes(state: ShadowState, user_ids: list[str]) -> dict[str, str]:
     return found
 
 
-def settle_writes(state: ShadowState, writes: Iterable[Write]) -> list[Repair]:
-    """Record ``writes`` at their event times; return the repairs of those that lost a race (module docstring)."""
+def settle_writes(state: ShadowState, writes: Iterable[Write], *, base_generation: int | None = None) -> list[Repair]:
+    """Record ``writes`` at their event times; return the repairs of the races they were in (module docstring).
+
+    ``base_generation``: the state generation the writer planned on; changes committed after it are the ones
+    that may have reached CVC in any order with this run's writes."""
     batch = list(writes)
-    known = last_changes(state, sorted({w.user_id for w in batch}))
+    ids = sorted({w.user_id for w in batch})
+    known = last_changes(state, ids)
+    behind = state.changes_since(ids, base_generation) if base_generation is not None else {}
     upserts: list[tuple[str, str, str]] = []
     deletes: list[str] = []
     times: list[tuple[str, str, str]] = []
     repairs: list[Repair] = []
+    won: list[Write] = []
     for write in batch:
         newer = known.get(write.user_id)
         if not clock.is_newer(write.at, newer):
@@ -91,22 +102,49 @@ def settle_writes(state: ShadowState, writes: Iterable[Write]) -> list[Repair]:
         times.append((write.user_id, write.at, write.op))
         if not write.changed:
             continue
+        if not write.landed:
+            # The latest intent, not applied: its time decides the order (an older change is stale against it, its
+            # dead letter is not), and the user is uncertain, holding the record it meant (or marked for a delete).
+            _intended(state, write)
+            continue
         if write.op == DELETE:
             deletes.append(write.user_id)
         elif write.hash is not None and write.record is not None:
             upserts.append((write.user_id, write.hash, write.record))
+        if write.user_id in behind:  # an older change committed behind our back may have landed after our write
+            won.append(write)
     state.upsert(upserts)
     state.delete(deletes)
     state.record_changes(times)
+    for write in won:  # recorded, but the state cannot claim CVC holds it until the repair has landed
+        record = orjson.loads(write.record) if write.op == UPSERT and write.record else None
+        repairs.append(Repair(write.user_id, write.at, write.op, record))
+        state.mark_uncertain([(write.user_id, write.record or orjson.dumps({"userId": write.user_id}).decode())])
     return repairs
+
+
+def _intended(state: ShadowState, write: Write) -> None:
+    if write.op == UPSERT and write.record is not None:
+        state.db.execute(
+            "INSERT INTO users (user_id, hash, record, synced_at) VALUES (?, ?, ?, '') "
+            "ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, record = excluded.record",
+            (write.user_id, UNCERTAIN, write.record),
+        )
+    else:
+        state.mark_uncertain([(write.user_id, None)])
 
 
 def _lose_race(state: ShadowState, write: Write, newer: str) -> Repair:
     """The user becomes uncertain; the repair re-applies the newer change: the state's record when that change
-    was an upsert, else a delete (a tombstone, or a snapshot that lacks the user)."""
+    was an upsert (or a snapshot that listed the user), else a delete (a tombstone, or a snapshot that lacks it).
+    The state's record is the newer change's content, applied (certain) or not (uncertain: ``landed=False``)."""
     found = state.db.execute("SELECT op FROM changes WHERE user_id = ? AND occurred_at = ?", (write.user_id, newer))
-    newer_op = (found.fetchone() or (DELETE,))[0]
     row = state.get(write.user_id)
+    change = found.fetchone()
+    # No change of its own at that time: the newer one is a full snapshot, which listed the user if the state holds
+    # it (it wrote, failed to write, or found in place every user it listed; it deleted or failed to delete, with
+    # a change of its own, every user it lacked; ``snapshot_repairs`` covers the ones it never knew).
+    newer_op = change[0] if change else (UPSERT if row is not None else DELETE)
     if newer_op == UPSERT and row is not None:
         state.mark_uncertain([(write.user_id, None)])  # keeps the newer record
         return Repair(write.user_id, newer, UPSERT, row[1])
@@ -115,19 +153,34 @@ def _lose_race(state: ShadowState, write: Write, newer: str) -> Repair:
     return Repair(write.user_id, newer, DELETE, None)
 
 
-def missed_deletions(state: ShadowState, listed: Callable[[list[str]], set[str]], at: str) -> list[Repair]:
-    """Users an accepted full snapshot lacks (``listed`` says which of some ids its plan names) that another writer
-    committed after the plan was made, with a change older than the snapshot's ``at``: the snapshot says they are
-    gone, so each is a delete to apply. Uncertain users are left to their own run's commit."""
-    query = (
-        "SELECT u.user_id FROM users AS u LEFT JOIN changes AS c USING (user_id) WHERE u.hash != ? "
-        "AND (c.occurred_at IS NULL OR c.occurred_at < ?) ORDER BY u.user_id"
-    )
-    cursor = state.db.execute(query, (UNCERTAIN, at))
+def snapshot_repairs(
+    state: ShadowState,
+    listed: Callable[[list[str]], dict[str, tuple[str, str] | None]],
+    at: str,
+    base_generation: int,
+) -> list[Repair]:
+    """What an accepted full snapshot at ``at`` says about users whose older change another writer committed after
+    the snapshot's plan was made (generation ``base_generation``): listed, the user is as listed (an upsert to apply
+    when the state holds other content or none); not listed, the user is gone (a delete, when the state holds it).
+    ``listed`` says, of some ids, which the plan names: (hash, record) for a valid row, None for an invalid one
+    (which protects its user, as in the plan). Users this run wrote itself are ``settle_writes``'s."""
+    query = "SELECT user_id FROM changes WHERE generation > ? AND occurred_at < ? ORDER BY user_id"
+    cursor = state.db.execute(query, (base_generation, at))
     repairs: list[Repair] = []
     while ids := [uid for (uid,) in cursor.fetchmany(500)]:
         named = listed(ids)
-        repairs.extend(Repair(uid, at, DELETE, None) for uid in ids if uid not in named)
+        for uid in ids:
+            row = state.get(uid)
+            if uid not in named:
+                if row is not None:
+                    repairs.append(Repair(uid, at, DELETE, None))
+                continue
+            intent = named[uid]
+            if intent is not None and (row is None or row[0] != intent[0]):
+                repairs.append(Repair(uid, at, UPSERT, orjson.loads(intent[1])))
+    for repair in repairs:  # the state no longer knows what CVC holds for them: the repair settles it
+        record = orjson.dumps(repair.record).decode() if repair.record is not None else None
+        state.mark_uncertain([(repair.user_id, record)])
     return repairs
 
 

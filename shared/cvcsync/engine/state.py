@@ -51,8 +51,8 @@ CREATE TABLE IF NOT EXISTS users (
     synced_at TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS changes (user_id TEXT PRIMARY KEY, occurred_at TEXT NOT NULL, op TEXT NOT NULL)
-    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (user_id TEXT PRIMARY KEY, occurred_at TEXT NOT NULL, op TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS in_flight (user_id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
 """
@@ -78,6 +78,9 @@ class ShadowState:
         self.db = sqlite3.connect(path, isolation_level=None)
         # A local working copy: a crash discards it (only uploaded generations count), so no journal, no fsync.
         self.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(changes)")}
+        if "generation" not in columns:  # a state written before changes knew which commit recorded them
+            self.db.execute("ALTER TABLE changes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
         self.in_flight_keys: list[str] = []  # the in-flight lists folded into this copy (see the module doc)
 
     def close(self) -> None:
@@ -139,22 +142,54 @@ class ShadowState:
         self.db.executemany("INSERT OR IGNORE INTO temp.in_flight (user_id, record) VALUES (?, ?)", rows)
         self.mark_uncertain(entries)
 
-    def rebuild(self, batches: Iterable[list[tuple[str, str, str]]], *, replacing: list[str] | None = None) -> None:
+    def rebuild(
+        self,
+        batches: Iterable[list[tuple[str, str, str]]],
+        *,
+        replacing: list[str] | None = None,
+        read_after: int | None = None,
+    ) -> None:
         """The users made what CVC was read to hold: ``batches`` of (user_id, hash, record JSON) replace every user
         (with ``replacing``: only those users, plus the ones in ``batches``; a sample). Users an in-flight list
         names stay uncertain: their run may write them after CVC was read, and only its commit settles them.
-        Event times (``changes``) are kept: a rebuild is no change, and the tombstones still stop resurrection."""
+        Event times (``changes``) are kept: a rebuild is no change, and the tombstones still stop resurrection.
+        Those users keep the record the state held (or their run's, if it held none), not CVC's: it is the content of
+        their last committed change, which a run that loses a race to it must apply again (``engine.settle``).
+
+        ``read_after``: the generation that was newest when CVC began to be read. A user whose change was committed
+        after it may have been written to CVC after its page was read: the read says nothing about it, and its row
+        is kept as it is (the next reconcile compares it)."""
+        self.db.execute("DROP TABLE IF EXISTS temp.fresh")
+        self.db.execute(
+            "CREATE TEMP TABLE fresh AS SELECT c.user_id, u.hash, u.record, u.synced_at FROM changes AS c "
+            "LEFT JOIN users AS u USING (user_id) WHERE c.generation > ?",
+            (self.generation + 1 if read_after is None else read_after,),
+        )
+        self.db.execute("DROP TABLE IF EXISTS temp.kept")
+        self.db.execute(
+            "CREATE TEMP TABLE kept AS SELECT u.user_id, u.record, u.synced_at FROM users AS u "
+            "JOIN temp.in_flight AS f USING (user_id)"
+        )
         if replacing is None:
             self.db.execute("DELETE FROM users")
         else:
             self.delete(replacing)
         for rows in batches:
             self.upsert(rows)
+        self.db.execute("DELETE FROM users WHERE user_id IN (SELECT user_id FROM temp.fresh)")
         self.db.execute(
-            "INSERT INTO users (user_id, hash, record, synced_at) SELECT user_id, ?, record, '' FROM temp.in_flight "
-            "WHERE true ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash",
+            "INSERT INTO users (user_id, hash, record, synced_at) SELECT user_id, hash, record, synced_at "
+            "FROM temp.fresh WHERE hash IS NOT NULL"
+        )
+        self.db.execute("DROP TABLE temp.fresh")
+        self.db.execute(
+            "INSERT INTO users (user_id, hash, record, synced_at) "
+            "SELECT f.user_id, ?, COALESCE(k.record, f.record), COALESCE(k.synced_at, '') "
+            "FROM temp.in_flight AS f LEFT JOIN temp.kept AS k USING (user_id) "
+            "WHERE true ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, record = excluded.record",
             (UNCERTAIN,),
         )
+        self.db.execute("DROP TABLE temp.kept")
 
     def in_flight_count(self) -> int:
         """Users the in-flight lists folded into this copy name (``fold_in_flight``)."""
@@ -199,11 +234,25 @@ class ShadowState:
                 known = stamps[at] = clock.stamp(moment)
             return known
 
+        # Each change also says which generation recorded it (the one this copy will be committed as): a writer
+        # that planned on an older generation learns which changes were committed behind its back (``settle``).
+        generation = self.generation + 1
         self.db.executemany(
-            "INSERT INTO changes (user_id, occurred_at, op) VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
-            "occurred_at = excluded.occurred_at, op = excluded.op WHERE excluded.occurred_at >= changes.occurred_at",
-            [(uid, stamped(at), op) for uid, at, op in rows],
+            "INSERT INTO changes (user_id, occurred_at, op, generation) VALUES (?, ?, ?, ?) ON CONFLICT (user_id) "
+            "DO UPDATE SET occurred_at = excluded.occurred_at, op = excluded.op, generation = excluded.generation "
+            "WHERE excluded.occurred_at >= changes.occurred_at",
+            [(uid, stamped(at), op, generation) for uid, at, op in rows],
         )
+
+    def changes_since(self, user_ids: list[str], generation: int) -> dict[str, tuple[str, str]]:
+        """Of ``user_ids``, those whose last change was committed after ``generation``: (event time, op)."""
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(user_ids), 500):
+            part = user_ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT user_id, occurred_at, op FROM changes WHERE generation > ? AND user_id IN ({marks})"  # noqa: S608 - marks only  # nosec B608
+            found.update({uid: (at, op) for uid, at, op in self.db.execute(query, [generation, *part])})
+        return found
 
     def record_events(self, event_ids: list[str], *, now: str, forget_before: str) -> None:
         """Applied event ids, kept ``EVENT_MEMORY_DAYS`` (a redelivery later than that is a new event)."""

@@ -51,8 +51,11 @@ class Caller:
 class ReplayMemory:
     """The ``(key id, nonce)`` pairs seen, each kept only until its timestamp leaves the window.
 
-    A heap of expiries lets every call forget the expired pairs cheaply. ``capacity`` bounds memory against a key
-    holder sending floods of distinct nonces: when full, new requests are refused (429) until pairs expire.
+    A pair expiring at ``expires_at`` is remembered while ``now <= expires_at``: the window is closed at both ends
+    (``Authenticator`` accepts ``|now - timestamp| <= skew``), so the last instant a timestamp is accepted is also
+    one at which its nonce is still known. A heap of expiries lets every call forget the expired pairs cheaply.
+    ``capacity`` bounds memory against a key holder sending floods of distinct nonces: when full, new requests are
+    refused (429) until pairs expire.
     """
 
     def __init__(self, capacity: int = DEFAULT_REPLAY_CAPACITY) -> None:
@@ -65,7 +68,7 @@ class ReplayMemory:
         """Record the pair and return True, or return False when it is still remembered (a replay)."""
         entry = (key_id, nonce)
         with self._lock:
-            while self._heap and self._heap[0][0] <= now:
+            while self._heap and self._heap[0][0] < now:  # past its window: its timestamp is refused anyway
                 expired_at, old = heapq.heappop(self._heap)
                 if self._expiry.get(old) == expired_at:
                     del self._expiry[old]

@@ -1,36 +1,39 @@
 """The operations behind the routes: validate, call CVC or the sync engine, shape the answer.
 
-Batch answers (``POST /users``, ``POST /users:delete``) carry one result per input record, in input order:
-200 when every record succeeded, 207 when some were rejected or failed (the body says which, and why).
-Calls to CVC go through ``Dependencies.call``, which answers 429 while the container's circuit is open and feeds
-every outcome to it.
+The user routes are in ``users.py`` (every write a user change through the one run lifecycle); here are the
+sync, the run reports, health and the document. Calls to CVC go through ``Dependencies.call``, which answers 429
+while the container's circuit is open and feeds every outcome to it.
+
+``POST /sync`` runs as the upload function's runs do, continuation included: a run that reaches its deadline is
+checkpointed and continued by a new invocation of this function (FC or Lambda asynchronous invocation, which
+``triggers.http`` accepts; ``cvcsync serve``: inline), and one large enough fans out into chunks. The request is
+then answered 202 with the run id to poll at ``GET /runs/{id}``.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, TypeVar
 
 import orjson
 
-from .. import services
+from .. import clock, services
 from ..config import SyncSettings
-from ..cvc import BatchResult, CvcClient
-from ..errors import CvcBusinessError, CvcError, CvcSyncError, InvalidInputError
+from ..cvc import CvcClient
+from ..engine.outcomes import RunStatus
+from ..errors import CvcError, CvcSyncError
 from ..events.types import ObjectUploaded
 from ..objects import ObjectStoreError
-from ..records import MAX_LENGTH, RecordError, User, parse_user, user_from_cvc
 from ..runtime import RUN_ID, Invocation
 from .app import Operation, Request, Response, Route, State, openapi_document
-from .errors import ApiError, cvc_summary, from_cvc_error, from_store_error
+from .errors import ApiError, from_store_error, run_errors
 from .settings import HttpSettings
+from .users import delete_user, delete_users, get_user, put_user, upsert_users
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,7 @@ T = TypeVar("T")
 HEALTH_CACHE_SECONDS = 30.0
 MAX_KEY_LENGTH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-UPSERTED, DELETED, REJECTED, SUPERSEDED, FAILED = "upserted", "deleted", "rejected", "superseded", "failed"
-_UNSENT = {"code": "CircuitOpen", "message": "not sent: CVC is failing and the circuit opened", "retryable": True}
+_UNFINISHED = (RunStatus.CHECKPOINTED.value, RunStatus.FANNED_OUT.value)
 
 
 @dataclass
@@ -80,176 +82,6 @@ class Dependencies:
         self.state.circuit.record(None)
         return result
 
-    def send_batches(self, batches: Iterator[BatchResult], results: list[dict[str, Any]], order: list[int]) -> None:
-        """Each batch's fate on its entries (``order``: their indexes, as sent), each fed to the circuit; once the
-        circuit opens no further batch is sent (the iterator is lazy) and the entries left fail ``CircuitOpen``."""
-        pending = iter(order)
-        for batch in batches:
-            self.state.circuit.record(batch.error)
-            for index in itertools.islice(pending, len(batch.user_ids)):
-                if batch.error is None:
-                    results[index]["cvcRequestId"] = batch.request_id
-                else:
-                    results[index].update(status=FAILED, error=cvc_summary(batch.error))
-            if self.state.circuit.retry_after(self.settings.circuit_cooldown) is not None:
-                break
-        for index in pending:
-            results[index].update(status=FAILED, error=dict(_UNSENT))
-
-
-# -- validation -------------------------------------------------------------------------------------------------
-
-
-def _user_id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ApiError(400, "InvalidUserId", "must be a non-empty string", field=field)
-    if len(value) > MAX_LENGTH["userId"] or _CONTROL.search(value) or value != value.strip():
-        raise ApiError(
-            400,
-            "InvalidUserId",
-            f"must be at most {MAX_LENGTH['userId']} characters, without control characters or outer spaces",
-            field=field,
-        )
-    return value
-
-
-def _record_error(error: RecordError) -> ApiError:
-    first = error.problems[0]
-    return ApiError(
-        400,
-        "InvalidUser",
-        f"{first.field} {first.reason}",
-        field=first.field,
-        details={"problems": [{"field": p.field, "reason": p.reason} for p in error.problems]},
-    )
-
-
-def _batch_of(payload: Any, name: str, limit: int) -> list[Any]:
-    """``{name: [...]}`` or a bare list, within the batch limit."""
-    items = payload.get(name) if isinstance(payload, dict) else payload
-    if not isinstance(items, list):
-        raise ApiError(400, "InvalidRequest", f'send {{"{name}": [...]}} or a JSON list', field=name)
-    if not items:
-        raise ApiError(400, "InvalidRequest", "the list is empty", field=name)
-    if len(items) > limit:
-        raise ApiError(413, "TooManyRecords", f"{len(items)} records; at most {limit} per request", field=name)
-    return items
-
-
-def _batch_answer(results: list[dict[str, Any]]) -> Response:
-    counts = {status: 0 for status in (UPSERTED, DELETED, REJECTED, SUPERSEDED, FAILED)}
-    for result in results:
-        counts[result["status"]] += 1
-    summary = {"received": len(results), **{k: v for k, v in counts.items() if v or k in (REJECTED, FAILED)}}
-    status = 207 if counts[REJECTED] or counts[FAILED] else 200
-    return Response(status, {"summary": summary, "results": results})
-
-
-# -- users ------------------------------------------------------------------------------------------------------
-
-
-def get_user(request: Request, deps: Dependencies) -> Response:
-    user_id = _user_id(request.params["id"], "id")
-    try:
-        info = deps.call(lambda cvc: cvc.get_user(user_id, deadline=deps.invocation.deadline))
-    except CvcBusinessError as error:
-        # CVC publishes no "no such user" code: a GetUser it understood and declined means the user is not there.
-        raise ApiError(
-            404, "NoSuchUser", f"CVC holds no user {user_id!r}", field="id", details={"cvc": cvc_summary(error)}
-        ) from None
-    except CvcError as error:
-        raise from_cvc_error(error) from error
-    return Response(200, {"user": user_from_cvc(info)})
-
-
-def put_user(request: Request, deps: Dependencies) -> Response:
-    user_id = _user_id(request.params["id"], "id")
-    body = request.json()
-    if not isinstance(body, dict):
-        raise ApiError(400, "InvalidUser", "the body must be a JSON object of the user's fields", field="(body)")
-    for name in ("userId", "UserId"):
-        if name in body and body[name] != user_id:
-            raise ApiError(400, "InvalidUser", "must be left out or equal the id in the path", field="userId")
-    try:
-        user = parse_user({**body, "userId": user_id}, defaults=deps.sync_settings.defaults)
-    except RecordError as error:
-        raise _record_error(error) from None
-    try:
-        result = deps.call(lambda cvc: cvc.create_batch([user.to_cvc()], deadline=deps.invocation.deadline))
-    except CvcError as error:
-        raise from_cvc_error(error) from error
-    answer: dict[str, Any] = {"user": user.to_cvc(), "status": UPSERTED, "cvcRequestId": result.request_id}
-    if user.notices:
-        answer["notices"] = list(user.notices)
-    return Response(200, answer)
-
-
-def upsert_users(request: Request, deps: Dependencies) -> Response:
-    items = _batch_of(request.json(), "users", deps.settings.max_batch)
-    defaults = deps.sync_settings.defaults
-    results: list[dict[str, Any]] = []
-    latest: dict[str, int] = {}
-    users: dict[int, User] = {}
-    for index, raw in enumerate(items):
-        try:
-            user = parse_user(raw, defaults=defaults)
-        except RecordError as error:
-            results.append(
-                {
-                    "index": index,
-                    "userId": error.user_id,
-                    "status": REJECTED,
-                    "errors": [{"field": p.field, "reason": p.reason} for p in error.problems],
-                }
-            )
-            continue
-        results.append({"index": index, "userId": user.user_id, "status": UPSERTED})
-        if user.user_id in latest:
-            earlier = latest[user.user_id]
-            results[earlier].update(status=SUPERSEDED, supersededBy=index)
-            del users[earlier]
-        latest[user.user_id] = index
-        users[index] = user
-        if user.notices:
-            results[-1]["notices"] = list(user.notices)
-    if users:
-        order = list(users)
-        records = (users[i].to_cvc() for i in order)
-        deps.send_batches(deps.cvc().iter_create(records, deadline=deps.invocation.deadline), results, order)
-    return _batch_answer(results)
-
-
-def delete_user(request: Request, deps: Dependencies) -> Response:
-    user_id = _user_id(request.params["id"], "id")
-    try:
-        result = deps.call(lambda cvc: cvc.delete_batch([user_id], deadline=deps.invocation.deadline))
-    except CvcError as error:
-        raise from_cvc_error(error) from error
-    return Response(200, {"userId": user_id, "status": DELETED, "cvcRequestId": result.request_id})
-
-
-def delete_users(request: Request, deps: Dependencies) -> Response:
-    items = _batch_of(request.json(), "userIds", deps.settings.max_batch)
-    results: list[dict[str, Any]] = []
-    latest: dict[str, int] = {}
-    for index, raw in enumerate(items):
-        try:
-            user_id = _user_id(raw, f"userIds[{index}]")
-        except ApiError as error:
-            results.append(
-                {"index": index, "status": REJECTED, "errors": [{"field": error.field, "reason": error.message}]}
-            )
-            continue
-        results.append({"index": index, "userId": user_id, "status": DELETED})
-        if user_id in latest:
-            results[latest[user_id]].update(status=SUPERSEDED, supersededBy=index)
-        latest[user_id] = index
-    order = sorted(latest.values())
-    if order:
-        ids = [str(results[i]["userId"]) for i in order]
-        deps.send_batches(deps.cvc().iter_delete(ids, deadline=deps.invocation.deadline), results, order)
-    return _batch_answer(results)
-
 
 # -- sync and runs ----------------------------------------------------------------------------------------------
 
@@ -278,6 +110,18 @@ def _not_configured(what: str) -> ApiError:
     return ApiError(503, "NotConfigured", f"{what} is not configured for this function", field="bucket")
 
 
+def _continue_here(env: Mapping[str, str]) -> Callable[[dict[str, Any]], Any]:
+    """Where a continuation goes when fan-out is ``inline`` (``cvcsync serve``, tests): this process runs it, as
+    the function's own invocation would (``triggers.http`` hands it to the upload function's continuation)."""
+
+    def run(event: dict[str, Any]) -> Any:
+        from ..triggers.upload import handle  # the one continuation entry for every function: kept off the cold start
+
+        return handle(event, None, env=env)
+
+    return run
+
+
 def sync(request: Request, deps: Dependencies) -> Response:
     body = request.json()
     if not isinstance(body, dict):
@@ -297,8 +141,8 @@ def sync(request: Request, deps: Dependencies) -> Response:
     elif bucket not in settings.sync_buckets:
         raise ApiError(403, "BucketNotAllowed", "this bucket is not one this function syncs from", field="bucket")
     deps.check_circuit()
-    try:
-        ctx = services.build_context(deps.invocation, bucket, inline=None, env=deps.env)
+    with run_errors(input_field="key"):
+        ctx = services.build_context(deps.invocation, bucket, inline=_continue_here(deps.env), env=deps.env)
         info = ctx.store.head(bucket, key)
         if info is None:
             raise ApiError(404, "NoSuchObject", f"no object {key!r} in the bucket", field="key")
@@ -309,28 +153,17 @@ def sync(request: Request, deps: Dependencies) -> Response:
             etag=info.etag,
             event_name="http:POST /sync",
             source="s3",
-            event_time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            event_time=clock.stamp(clock.now()),
             region=None,
         )
         from ..sync import sync_upload  # only this route plans and applies a file: kept off the cold start
 
         report = sync_upload(upload, ctx, dry_run=dry_run).to_dict()
-    except ObjectStoreError as error:
-        raise from_store_error(error) from error
-    except CvcError as error:
-        raise from_cvc_error(error) from error
-    except InvalidInputError as error:
-        raise ApiError(400, error.code, error.message, field="key") from error
-    except CvcSyncError as error:
-        if error.code != "NoContinuation":
-            raise
-        raise ApiError(
-            503,
-            "RunNotFinished",
-            "the deadline came before the run finished; it was saved: sync a smaller file here, or upload it to "
-            "the upload function's bucket",
-        ) from error
     answer: dict[str, Any] = {"report": report}
+    if report["status"] in _UNFINISHED:
+        # Saved and handed to new invocations (``triggers.http`` accepts them): the run finishes there.
+        answer.update(runId=report["runId"], poll=f"/runs/{report['runId']}")
+        return Response(202, answer)
     if dry_run:
         plan_key = ctx.settings.key("plans", key, f"{report['runId']}.plan.json")
         answer["plan"] = {"bucket": ctx.output_bucket, "key": plan_key}
@@ -395,7 +228,7 @@ def healthz(request: Request, deps: Dependencies) -> Response:
         "cvc": {"credentials": credentials},
         "objectStore": {"configured": bucket is not None},
         "auth": {"hmac": bool(settings.keys), "bearer": bool(settings.tokens)},
-        "circuit": {"open": deps.state.circuit.retry_after(settings.circuit_cooldown) is not None},
+        "circuit": {"open": not deps.state.circuit.closed},  # a look, not an admission: health admits no probe
     }
     status = 200
     if not credentials or not settings.auth_configured:

@@ -47,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from ..budget import TimeBudget
 from ..engine import guards
 from ..engine.apply import Applier, ApplySettings
 from ..engine.circuit import AUTH_CODES, CircuitBreaker
@@ -177,6 +178,7 @@ class Reconcile:
             raise InvalidInputError(f"option mode of task reconcile must be one of {', '.join(RECONCILE_MODES)}")
         self.ctx = ctx
         self.mode = mode
+        self.read_after: int | None = None  # the newest state generation when CVC began to be read
         self.sample_size: int = checked.get("sample", ctx.settings.reconcile_sample)
         self.run_id = f"reconcile-{uuid.uuid4()}"
         self.breaker = CircuitBreaker()
@@ -199,6 +201,7 @@ class Reconcile:
             directory = _Directory(workdir / "directory.sqlite")
             state: ShadowState | None = None
             try:
+                self.read_after = store.latest_generation()  # changes committed later may postdate the read
                 self._read_cvc(directory, workdir)
                 state = store.checkout(workdir)  # after CVC: what was committed meanwhile is compared, not undone
                 directory.attach(state)
@@ -257,6 +260,31 @@ class Reconcile:
                 directory.db.execute("DELETE FROM dir.scope WHERE user_id = ?", (user_id,))
         directory.add(iter(found))
 
+    def _confirm_missing(self, directory: _Directory, missing: list[str]) -> list[str]:
+        """Users the state holds and the listing lacked, asked for one by one before the state forgets them: a
+        listing is paged, and a page that shifted under concurrent writes skips users that exist. Found ones join
+        the directory; ones CVC says it lacks stay missing; the rest (no answer, no time) are returned, to be kept
+        uncertain rather than forgotten."""
+        unsure: list[str] = []
+        found: list[dict[str, Any]] = []
+        for user_id in missing:
+            if (
+                self.ctx.remaining() is not None
+                and (self.ctx.remaining() or 0) <= self.ctx.sync.settings.deadline_margin
+            ):
+                unsure.append(user_id)
+                continue
+            try:
+                found.append(self.ctx.sync.cvc.get_user(user_id, deadline=self.deadline))
+            except CvcBusinessError:
+                continue  # CVC has no such user: it really is missing
+            except CvcError:
+                unsure.append(user_id)
+        if found:
+            directory.add(iter(found))
+            self.result["messages"].append(f"{len(found)} user(s) the listing skipped were found with GetUser")
+        return unsure
+
     def _sample_ids(self, workdir: Path) -> list[str]:
         """The state's users to check with GetUser, from a checkout of their own (the comparison reads the state
         again after CVC)."""
@@ -285,6 +313,7 @@ class Reconcile:
         read, and only its own commit can say what it wrote."""
         sampled = directory.method == SAMPLE_METHOD
         missing = [uid for (uid,) in directory.db.execute(directory.not_in_cvc())]
+        unsure = [] if sampled else self._confirm_missing(directory, missing)
         path = directory.path
         in_flight: list[int] = []
 
@@ -300,7 +329,8 @@ class Reconcile:
 
         def changes(target: ShadowState) -> None:
             carry_last_sync(target)
-            target.rebuild(cvc_rows(), replacing=missing if sampled else None)
+            target.fold_in_flight([(uid, None) for uid in unsure])  # kept as the state holds them, uncertain
+            target.rebuild(cvc_rows(), replacing=missing if sampled else None, read_after=self.read_after)
             in_flight[:] = [target.in_flight_count()]
 
         generation = self.ctx.sync.state.commit(changes, run_id=self.run_id, settles_in_flight=False)
@@ -353,8 +383,7 @@ class Reconcile:
             applier_settings = ApplySettings(
                 batch_size=self.ctx.sync.cvc.settings.batch_size,
                 concurrency=settings.concurrency,
-                deadline=self.deadline,
-                margin=settings.deadline_margin,
+                budget=TimeBudget.until(self.deadline, settings.deadline_margin),
             )
             Applier(self.ctx.sync.cvc, applier_settings, breaker=self.breaker).run(plan)
             outcomes = plan.outcome_counts()

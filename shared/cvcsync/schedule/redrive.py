@@ -52,6 +52,7 @@ from ..engine.apply import Applier, ApplySettings
 from ..engine.circuit import CircuitBreaker
 from ..engine.outcomes import Outcome, check_accounting
 from ..engine.plan import DELTA, decide, insert_rows, new_workspace
+from ..engine.settle import Repair, Write, last_changes, repair_letters, settle_writes
 from ..engine.state import EVENT_MEMORY_DAYS, ShadowState
 from ..errors import CvcSyncError
 from ..records import RecordError, content_hash, parse_user
@@ -243,7 +244,7 @@ class Redrive:
             due = [i for i in live if i.outcome is None]
             if due:
                 self._apply(due, state)
-                self._remember([i for i in due if i.outcome in (APPLIED, ALREADY)])
+                self._remember([i for i in due if i.outcome in (APPLIED, ALREADY, RESCHEDULED)])
         self._write_back(items)
 
     # -- deciding -------------------------------------------------------------------------------------------------
@@ -266,7 +267,7 @@ class Redrive:
     def _settle_stale(items: list[_Item], state: ShadowState) -> None:
         """A letter older than the user's last applied change (a sync's, a queue change's, a redrive's) is stale,
         by the queue's own rule (``clock.is_newer``) and event times only."""
-        known = state.last_changes(sorted({i.user_id for i in items}))
+        known = last_changes(state, sorted({i.user_id for i in items}))  # with the last snapshot's time
         for item in items:
             if not clock.is_newer(item.at, known.get(item.user_id)):
                 item.outcome = STALE
@@ -303,9 +304,12 @@ class Redrive:
             settings = ApplySettings(
                 batch_size=sync.cvc.settings.batch_size,
                 concurrency=sync.settings.concurrency,
-                deadline=sync.invocation.deadline,
-                margin=sync.settings.deadline_margin,
+                budget=sync.invocation.budget(sync.settings.deadline_margin),
             )
+            if plan.pending_count():
+                # Before the first write, as every writer does (``engine.state``): a reconcile or a checkout meanwhile
+                # knows these users may change; this page's commit folds the list in and removes it.
+                sync.state.mark_in_flight(f"{self.run_id}-page-{self.report.pages}", plan.in_flight())
             Applier(sync.cvc, settings, breaker=self.breaker).run(plan)
             results = plan.db.execute("SELECT line, outcome, error FROM rows").fetchall()
         finally:
@@ -328,20 +332,36 @@ class Redrive:
         a change older than this one that arrives later is stale."""
         if not items:
             return
-        applied = [i for i in items if i.outcome == APPLIED]
+        writes = [
+            Write(
+                i.user_id,
+                i.at,
+                i.op,
+                content_hash(i.record) if i.record else None,
+                i.record.decode() if i.record else None,
+                changed=i.outcome in (APPLIED, RESCHEDULED),
+                landed=i.outcome != RESCHEDULED,  # failed again: still the latest intent, not applied
+            )
+            for i in items
+        ]
+        repairs: list[Repair] = []
+        base = self._state.generation if self._state is not None else None
 
         def changes(state: ShadowState) -> None:
             carry_last_sync(state)
-            state.upsert([(i.user_id, content_hash(i.record), i.record.decode()) for i in applied if i.record])
-            state.delete([i.user_id for i in applied if i.op == "delete"])
-            state.record_changes([(i.user_id, i.at, i.op) for i in items])
-            events = [i.event_id for i in items if i.event_id]
+            # One rule for every writer (``engine.settle``), against the generation this page was decided on.
+            repairs[:] = settle_writes(state, writes, base_generation=base)
+            events = [i.event_id for i in items if i.event_id and i.outcome != RESCHEDULED]
             if events:
                 now = clock.now()
                 forget = now - timedelta(days=EVENT_MEMORY_DAYS)
                 state.record_events(events, now=clock.stamp(now), forget_before=clock.stamp(forget))
 
         self.report.state_generation = self.ctx.sync.state.commit(changes, run_id=self.run_id)
+        if repairs:  # another writer committed a newer change meanwhile: it is applied again by a later pass
+            assert self.ctx.sync.sink is not None
+            self.ctx.sync.sink.put(repair_letters(repairs, run_id=self.run_id, source={"kind": "repair"}))
+            self.report.messages.append(f"{len(repairs)} write(s) lost a race with a newer change: repairs queued")
 
     # -- writing back ---------------------------------------------------------------------------------------------
 

@@ -65,5 +65,8 @@ def continuation_of(payload: Any) -> dict[str, Any] | None:
         step = inner.get("step")
         if step is not None and not (isinstance(step, str) and STEP.fullmatch(step)):  # part of an object key
             raise InvalidInputError("a continuation's step must be a step name such as resume-2 or chunk-3.1")
+        not_before = inner.get("notBefore")
+        if not_before is not None and (isinstance(not_before, bool) or not isinstance(not_before, (int, float))):
+            raise InvalidInputError("a continuation's notBefore must be a time in epoch seconds")
         return inner
     return None

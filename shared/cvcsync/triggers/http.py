@@ -2,6 +2,10 @@
 function URLs call ``handler(event, context)``. One entry point tells the two apart by its arguments, so every
 platform configures the same ``index.handler``; both reach the one ``HttpApi``.
 
+The same entry point takes the continuation events a ``POST /sync`` run sends itself (``{"cvcsync": {"action":
+"resume" | "chunk", ...}}``, by FC or Lambda asynchronous invocation of this very function): a run that reached its
+deadline, or fanned out, is finished by them as the upload function's runs are, by the same code.
+
 The ``HttpApi`` is made once per warm container (it holds the replay memory and the circuit breaker); it reads no
 environment variable until a request comes.
 """
@@ -14,7 +18,7 @@ from ..config import ENV_LOG_LEVEL
 from ..http_api.adapters import handle_event, is_wsgi_call
 from ..http_api.app import HttpApi
 from ..logs import configure_logging
-from .common import decode_event
+from .common import continuation_of, decode_event
 
 _api = HttpApi()
 
@@ -25,4 +29,9 @@ def handle(request_or_event: Any, start_response_or_context: Any, *, api: HttpAp
     configure_logging(api.env.get(ENV_LOG_LEVEL, "").strip() or "INFO")
     if is_wsgi_call(request_or_event, start_response_or_context):
         return api(request_or_event, start_response_or_context)
-    return handle_event(api, decode_event(request_or_event), start_response_or_context)
+    event = decode_event(request_or_event)
+    if continuation_of(event) is not None:
+        from .upload import handle as continue_run  # the one continuation entry; only continuations pay its import
+
+        return continue_run(event, start_response_or_context, env=api.env)
+    return handle_event(api, event, start_response_or_context)

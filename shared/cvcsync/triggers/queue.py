@@ -64,7 +64,9 @@ def handle(event: Any, context: Any, *, env: Mapping[str, str] | None = None) ->
             ctx = build_context(invocation, settings.state_bucket, inline=None, env=env, reads_files=False)
         else:
             ctx = stateless_context(invocation, env)
-        result = sync_changes(batch, ctx)
+        # Reports go where the state goes: without a bucket the store is a warm container's /tmp, which they
+        # would only fill up (the log line of every run still carries its outcomes).
+        result = sync_changes(batch, ctx, store_report=bool(settings.state_bucket))
         summary = {
             "runId": result.report.run_id,
             "received": result.report.received,

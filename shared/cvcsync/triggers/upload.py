@@ -28,7 +28,7 @@ def _continue(step: dict[str, Any], invocation: Invocation, env: Mapping[str, st
     bucket = str(step.get("bucket") or settings.state_bucket or "")
     ctx = build_context(invocation, bucket, inline=lambda e: handle(e, None, env=env), env=env)
     if step["action"] == "resume":
-        report = resume_run(step["runId"], ctx, step=step.get("step"))
+        report = resume_run(step["runId"], ctx, step=step.get("step"), not_before=step.get("notBefore"))
         return {"runs": [_summary(report)] if report else []}
     report = apply_chunk(step["runId"], int(step["chunk"]), int(step["chunks"]), ctx, step=step.get("step"))
     return {"runs": [_summary(report)] if report else [], "chunk": step["chunk"]}

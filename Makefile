@@ -57,7 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/report.py
 
 demo: $(STAMP)
-	$(BIN)/python -m cvcsync.demo
+	$(BIN)/python -m cvcsync_dev.demo
 
 # Deployment (docs/deploy.md). Never run in CI. Example:
 #   make deploy-aws STACK=cvc-sync ARTIFACT_BUCKET=my-artefacts REGION=eu-west-1 \

@@ -17,15 +17,15 @@ from typing import Any
 
 import orjson
 
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
-from cvcsync.emulator.process import start_emulator
+from cvcsync_dev.emulator.process import start_emulator
 from figures import write_figures
 
 KEY_ID, KEY_SECRET = "bench-key", "bench-secret-not-for-production"
 
-OURS_IMPORT = "import cvcsync.cvc"
+OURS_IMPORT = "import cvcsync.adapters.cvc"
 SDK_IMPORT = (
     "from aliyunsdkcore.client import AcsClient\n"
     "from aliyunsdkaliyuncvc.request.v20191030.GetAccountInfoRequest import GetAccountInfoRequest"

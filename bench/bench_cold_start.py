@@ -38,12 +38,12 @@ from typing import Any
 
 import orjson
 
+from cvcsync.adapters.objects import S3ObjectStore
 from cvcsync.config import SyncSettings
-from cvcsync.deadletters import DeadLetter, ObjectDeadLetterSink
-from cvcsync.emulator.moto import DUMMY_CREDENTIALS, MotoServer, start_moto
-from cvcsync.emulator.process import start_emulator
 from cvcsync.http_api.signing import new_nonce, sign
-from cvcsync.objects import S3ObjectStore
+from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink
+from cvcsync_dev.emulator.moto import DUMMY_CREDENTIALS, MotoServer, start_moto
+from cvcsync_dev.emulator.process import start_emulator
 from figures import write_figures
 
 KEY_ID, KEY_SECRET = "bench-key", "bench-secret-not-for-production"
@@ -61,7 +61,7 @@ sys.stderr.write({STARTED_MARK!r} + "\\n")
 started, cpu_started = time.perf_counter(), time.process_time()
 sys.path.insert(0, sys.argv[1])
 import index
-from cvcsync.runtime import local_fc_context
+from cvcsync.platform.runtime import local_fc_context
 with open(sys.argv[2], "rb") as stream:
     event = stream.read()
 answer = index.handler(event, local_fc_context(sys.argv[3], credentials={FC_CREDENTIALS!r}))

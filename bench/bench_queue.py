@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from cvcsync import services
-from cvcsync.emulator.moto import DUMMY_CREDENTIALS, start_moto
-from cvcsync.emulator.process import start_emulator
-from cvcsync.runtime import LocalLambdaContext
-from cvcsync.triggers.queue import handle
+from cvcsync.platform import services
+from cvcsync.platform.runtime import LocalLambdaContext
+from cvcsync.platform.triggers.queue import handle
+from cvcsync_dev.emulator.moto import DUMMY_CREDENTIALS, start_moto
+from cvcsync_dev.emulator.process import start_emulator
 from figures import write_figures
 
 KEY_ID, KEY_SECRET = "bench-key", "bench-secret-not-for-production"

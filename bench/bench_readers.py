@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cvcsync.columns import ColumnMap
-from cvcsync.readers import SourceRow, read_records
+from cvcsync.inputs.columns import ColumnMap
+from cvcsync.inputs.readers import SourceRow, read_records
 from figures import write_figures
 
 HEADER = ["工号", "姓名", "部门", "手机", "座机", "邮箱", "状态"]

@@ -24,11 +24,11 @@ from typing import Any
 
 import orjson
 
-from cvcsync import services
-from cvcsync.emulator.moto import start_moto
-from cvcsync.emulator.process import start_emulator
-from cvcsync.runtime import local_fc_context
-from cvcsync.triggers.upload import handle
+from cvcsync.platform import services
+from cvcsync.platform.runtime import local_fc_context
+from cvcsync.platform.triggers.upload import handle
+from cvcsync_dev.emulator.moto import start_moto
+from cvcsync_dev.emulator.process import start_emulator
 from figures import write_figures
 
 KEY_ID, KEY_SECRET = "bench-key", "bench-secret-not-for-production"
@@ -40,7 +40,7 @@ import csv, sys, tempfile, time
 from pathlib import Path
 from cvcsync.engine.plan import PlanInput, build_plan
 from cvcsync.engine.state import ShadowState
-from cvcsync.readers import read_records
+from cvcsync.inputs.readers import read_records
 path, what = sys.argv[1], sys.argv[2]
 started = time.perf_counter()
 if what == "csv":

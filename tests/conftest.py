@@ -51,7 +51,7 @@ def moto(moto_server: MotoServer) -> MotoServer:
 @pytest.fixture
 def function_env(emulator: EmulatorProcess, moto: MotoServer) -> Iterator[dict[str, str]]:
     """The environment a function sees here: CVC is the emulator, S3 and SQS are moto; clients built afresh."""
-    from cvcsync import services
+    from cvcsync.platform import services
 
     services.clear_cache()
     yield {

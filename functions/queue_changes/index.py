@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvcsync.triggers.queue import handle
+from cvcsync.platform.triggers.queue import handle
 
 
 def handler(event: Any, context: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvcsync.triggers.schedule import handle
+from cvcsync.platform.triggers.schedule import handle
 
 
 def handler(event: Any, context: Any) -> Any:

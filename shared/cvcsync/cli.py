@@ -17,13 +17,13 @@ from typing import IO, Any
 
 import orjson
 
-from . import __version__
-from .config import ENV_LOG_LEVEL
-from .cvc import CvcClient
-from .errors import ConfigurationError, CvcError, CvcSyncError, InvalidInputError
-from .logs import configure_logging
-from .readers import FORMATS, read_records
-from .records import RecordError, User, parse_user, user_from_cvc
+from cvcsync import __version__
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.config import ENV_LOG_LEVEL
+from cvcsync.errors import ConfigurationError, CvcError, CvcSyncError, InvalidInputError
+from cvcsync.inputs.readers import FORMATS, read_records
+from cvcsync.inputs.records import RecordError, User, parse_user, user_from_cvc
+from cvcsync.logs import configure_logging
 
 # The README's exit codes; one per run status family (``engine.outcomes.RunStatus``).
 EXIT_OK, EXIT_CVC, EXIT_USAGE, EXIT_INVALID, EXIT_REFUSED, EXIT_DRIFT = 0, 1, 2, 3, 4, 5
@@ -192,8 +192,8 @@ def _summary_table(report: dict[str, Any], stream: IO[str]) -> None:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from .local import local_context, open_input
-    from .sync import apply_saved_plan, sync_source
+    from cvcsync.runs.export import apply_saved_plan, sync_source
+    from cvcsync_dev.local import local_context, open_input
 
     progress: Progress | None = None
 
@@ -243,7 +243,7 @@ def _reconcile(ctx: Any, args: argparse.Namespace) -> int:
     """The state against CVC's own directory (ListUsers): drift, and with --rebuild-state, a state equal to CVC."""
     import uuid
 
-    from .engine.reconcile import reconcile
+    from cvcsync.engine.reconcile import reconcile
 
     drift = reconcile(ctx.cvc, ctx.state, run_id=str(uuid.uuid4()), rebuild=args.rebuild_state).to_dict()
     if args.json:
@@ -267,7 +267,7 @@ def _nothing() -> Any:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    from .local import invoke
+    from cvcsync_dev.local import invoke
 
     _emit(invoke(args.function, Path(args.event), platform=args.platform, timeout=args.timeout))
     return EXIT_OK
@@ -275,7 +275,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     try:
-        from .emulator.server import main as emulator_main
+        from cvcsync_dev.emulator.server import main as emulator_main
     except ImportError as exc:  # waitress is an extra: the functions never need it
         raise ConfigurationError(
             f"the emulator needs the 'emulator' extra (pip install 'cvcsync[emulator]'): {exc}"
@@ -284,7 +284,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .http_api.server import serve
+    from cvcsync_dev.serve import serve
 
     return serve(host=args.host, port=args.port, threads=args.threads)
 
@@ -313,7 +313,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
     """One signed request to the HTTP API; the answer's JSON on stdout, its error on stderr, the status as exit code."""
     import requests
 
-    from .http_api.client import auth_from_env, call, endpoint_from_env
+    from cvcsync_dev.call import auth_from_env, call, endpoint_from_env
 
     endpoint = endpoint_from_env(os.environ, args.api_endpoint)
     auth = auth_from_env(os.environ, endpoint=endpoint, key_id=args.key_id, bearer=args.bearer)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from cvcsync.errors import ConfigurationError
 
 # Alibaba Cloud's standard credential variables (the same names the official SDKs and CLI use).
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from cvcsync.errors import CvcSyncError
-from cvcsync.runtime import local_fc_context
-from cvcsync.triggers import upload
+from cvcsync.platform.runtime import local_fc_context
+from cvcsync.platform.triggers import upload
 from support.chaos import USERS, Results, cvc_directory, export_csv, hashes, keys, person, snapshot
 from support.events import load_event
 

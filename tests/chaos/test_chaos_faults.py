@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
-from cvcsync.triggers import schedule, upload
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform.triggers import schedule, upload
 from support.chaos import (
     USERS,
     Results,

@@ -20,8 +20,8 @@ import orjson
 
 from cvcsync import clock
 from cvcsync.errors import CvcError
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
-from cvcsync.triggers import schedule, upload
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform.triggers import schedule, upload
 from support.chaos import USERS, Results, Users, cvc_directory, evolve, export_csv, hashes, keys, person, read_state
 from support.chaos import snapshot as day_snapshot
 from support.events import load_event

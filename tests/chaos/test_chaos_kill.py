@@ -24,8 +24,8 @@ KILLS_PER_EXPORT = 2
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
 import sys
-from cvcsync.runtime import local_fc_context
-from cvcsync.triggers.upload import handle
+from cvcsync.platform.runtime import local_fc_context
+from cvcsync.platform.triggers.upload import handle
 creds = {"access_key_id": "testing", "access_key_secret": "testing", "security_token": "testing"}
 handle(sys.stdin.buffer.read(), local_fc_context("chaos-kill", timeout=600, credentials=creds))
 """

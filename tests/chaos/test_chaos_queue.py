@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from cvcsync.runtime import LocalLambdaContext
-from cvcsync.triggers.queue import handle
+from cvcsync.platform.runtime import LocalLambdaContext
+from cvcsync.platform.triggers.queue import handle
 from support.chaos import USERS, Results, Users, cvc_directory, hashes, person, read_state
 
 from .conftest import STATE

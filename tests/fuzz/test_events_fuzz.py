@@ -18,10 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvcsync.changes import MalformedMessage, parse_changes
+from cvcsync.adapters.objects import LocalObjectStore, ObjectStoreError
 from cvcsync.config import SyncSettings
 from cvcsync.errors import InvalidInputError
-from cvcsync.events import (
+from cvcsync.inputs.changes import MalformedMessage, parse_changes
+from cvcsync.inputs.events import (
     ObjectEvents,
     ObjectUploaded,
     SkippedEvent,
@@ -36,11 +37,10 @@ from cvcsync.events import (
     sns,
     sqs,
 )
-from cvcsync.events import types as event_types
-from cvcsync.events.queue import QueueBatch, parse_queue_event
-from cvcsync.events.timer import TASKS, ScheduledTask, parse_scheduled_event
-from cvcsync.objects import LocalObjectStore, ObjectStoreError
-from cvcsync.triggers.common import decode_event
+from cvcsync.inputs.events import types as event_types
+from cvcsync.inputs.events.queue import QueueBatch, parse_queue_event
+from cvcsync.inputs.events.timer import TASKS, ScheduledTask, parse_scheduled_event
+from cvcsync.platform.triggers.common import decode_event
 from support.events import load_event, sample_paths
 from support.hostile import HOSTILE_STRINGS, RAW_PAYLOADS, hostile_text, json_ish, mutated, raw_bytes
 

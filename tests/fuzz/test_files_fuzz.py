@@ -26,10 +26,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cvcsync.columns import ColumnMap, is_formula_like, spreadsheet_safe
 from cvcsync.errors import InvalidInputError
-from cvcsync.readers import read_records
-from cvcsync.records import FIELDS, RecordError, User, fast_user_json, parse_user
+from cvcsync.inputs.columns import ColumnMap, is_formula_like, spreadsheet_safe
+from cvcsync.inputs.readers import read_records
+from cvcsync.inputs.records import FIELDS, RecordError, User, fast_user_json, parse_user
 from support.hostile import HOSTILE_STRINGS, hostile_text, json_ish
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

@@ -25,13 +25,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvcsync import services
+from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.config import SyncSettings
 from cvcsync.errors import InvalidInputError
 from cvcsync.http_api import adapters
 from cvcsync.http_api.adapters import handle_event, run_wsgi, wsgi_environ
 from cvcsync.http_api.app import HttpApi
-from cvcsync.objects import MemoryObjectStore
+from cvcsync.platform import services
 from support.events import load_event, sample_paths
 from support.hostile import HOSTILE_STRINGS, hostile_text, json_ish, mutated
 from support.http_api import AUTH_ENV, TOKEN, call

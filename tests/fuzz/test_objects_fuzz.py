@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvcsync.objects import LocalObjectStore, ObjectStoreError
+from cvcsync.adapters.objects import LocalObjectStore, ObjectStoreError
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 SEGMENTS = ["..", ".", "", "a", "b.csv", "\x00", "..\\..", "\\", "%2e%2e", "\ud800", "x" * 300, "张" * 90, " ", "~"]

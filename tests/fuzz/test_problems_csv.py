@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cvcsync.engine.outcomes import Problem
-from cvcsync.problems_csv import COLUMNS, EXCEL_CELL_MAX, FORMULA_START, problems_csv, spreadsheet_cell
+from cvcsync.outputs.problems_csv import COLUMNS, EXCEL_CELL_MAX, FORMULA_START, problems_csv, spreadsheet_cell
 from support.hostile import HOSTILE_STRINGS
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

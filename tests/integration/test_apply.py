@@ -13,21 +13,21 @@ from typing import Any
 import orjson
 import pytest
 
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.retry import RetryPolicy
 from cvcsync.budget import TimeBudget
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
 from cvcsync.engine.apply import BUDGET_SPENT, CHECKPOINTED, CIRCUIT_OPEN, DONE, Applier, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
 from cvcsync.engine.outcomes import check_accounting
 from cvcsync.engine.plan import DELTA, FULL, PlanInput, SyncPlan, build_plan
 from cvcsync.engine.state import ShadowState
+from cvcsync.inputs.readers import SourceRow
+from cvcsync.inputs.records import parse_user
 from cvcsync.logs import JsonFormatter
-from cvcsync.readers import SourceRow
-from cvcsync.records import parse_user
-from cvcsync.retry import RetryPolicy
-from cvcsync.runtime import LocalLambdaContext
-from cvcsync.triggers.queue import handle as handle_queue
+from cvcsync.platform.runtime import LocalLambdaContext
+from cvcsync.platform.triggers.queue import handle as handle_queue
 
 GROUP = {"groupId": "88", "groupName": "示例科技"}
 
@@ -228,7 +228,8 @@ def test_the_queue_function_logs_every_worker_line_with_its_request_id_and_the_c
     from_workers = [
         line
         for record, line in zip(caplog.records, lines, strict=True)
-        if record.threadName.startswith("cvc-apply") and record.name in ("cvcsync.cvc", "cvcsync.engine.circuit")
+        if record.threadName.startswith("cvc-apply")
+        and record.name in ("cvcsync.adapters.cvc", "cvcsync.engine.circuit")
     ]
     assert {line["message"] for line in from_workers} >= {
         "cvc call failed",

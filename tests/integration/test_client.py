@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.retry import RetryPolicy
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
 from cvcsync.errors import CvcBusinessError, CvcGatewayError, CvcTransportError
-from cvcsync.retry import RetryPolicy
 from support.scripted import Answer, ScriptedServer
 
 
@@ -213,7 +213,7 @@ def test_form_body_carries_userinfo_and_count() -> None:
 
 
 def test_calls_are_logged_without_secrets(client: CvcClient, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="cvcsync.cvc")
+    caplog.set_level(logging.INFO, logger="cvcsync.adapters.cvc")
     client.create_users(users(3))
     record = next(r for r in caplog.records if r.getMessage() == "cvc call ok")
     assert (record.action, record.batchSize, record.attempts) == ("CreateUser", 3, 1)  # type: ignore[attr-defined]

@@ -6,8 +6,14 @@ from typing import Any
 
 import pytest
 
-from cvcsync.deadletters import UNREADABLE, DeadLetter, DeadLetterError, ObjectDeadLetterSink, QueueDeadLetterSink
-from cvcsync.objects import S3ObjectStore
+from cvcsync.adapters.objects import S3ObjectStore
+from cvcsync.outputs.deadletters import (
+    UNREADABLE,
+    DeadLetter,
+    DeadLetterError,
+    ObjectDeadLetterSink,
+    QueueDeadLetterSink,
+)
 from support.moto import MotoServer
 
 BUCKET = "cvc-sync-state"

@@ -8,7 +8,7 @@ import sys
 
 def test_the_demo_runs_end_to_end_and_tells_the_story() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cvcsync.demo"], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "cvcsync_dev.demo"], capture_output=True, text=True, timeout=300, check=False
     )
     out = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]

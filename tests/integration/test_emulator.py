@@ -17,8 +17,9 @@ from urllib.parse import quote, urlencode
 import pytest
 import requests
 
+from cvcsync.adapters.signature import string_to_sign
 from cvcsync.config import ENV_EMULATOR_ACCESS_KEYS
-from cvcsync.emulator import (
+from cvcsync_dev.emulator import (
     ERROR_BATCH_TOO_LARGE,
     ERROR_CAPACITY_EXCEEDED,
     ERROR_COUNT_MISMATCH,
@@ -28,7 +29,6 @@ from cvcsync.emulator import (
     EmulatorApp,
     EmulatorServer,
 )
-from cvcsync.signature import string_to_sign
 from support.emulator import TEST_KEY_ID, TEST_KEY_SECRET, EmulatorProcess, start_emulator
 from support.signing import call, send, signed_parts, stale_timestamp
 
@@ -544,7 +544,7 @@ def test_admin_is_off_by_default_and_keys_come_from_the_environment() -> None:
 
 def test_refuses_to_start_without_keys() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cvcsync.emulator", "--port", "0"],
+        [sys.executable, "-m", "cvcsync_dev.emulator", "--port", "0"],
         env={name: value for name, value in os.environ.items() if name != ENV_EMULATOR_ACCESS_KEYS},
         capture_output=True,
         text=True,

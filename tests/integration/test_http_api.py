@@ -11,8 +11,8 @@ import orjson
 import pytest
 import requests
 
-from cvcsync import services
 from cvcsync.http_api.app import HttpApi
+from cvcsync.platform import services
 from support.http_api import AUTH_ENV as HTTP_AUTH
 from support.http_api import TOKEN, Answer, call, served, signed_session
 

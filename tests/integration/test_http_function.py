@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync import services
-from cvcsync.local import load_handler
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform import services
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync_dev.local import load_handler
 from support.events import load_event
 from support.http_api import AUTH_ENV, signed_headers
 

@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from cvcsync import services
 from cvcsync.http_api.app import HttpApi, openapi_document
+from cvcsync.platform import services
 from support.http_api import AUTH_ENV, served, signed_session
 
 UPLOADS = "hr-uploads"

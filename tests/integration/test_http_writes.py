@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync import services
 from cvcsync.errors import CvcSyncError
 from cvcsync.http_api.adapters import run_wsgi, wsgi_environ
 from cvcsync.http_api.app import HttpApi
 from cvcsync.http_api.errors import from_run_error
-from cvcsync.runtime import LocalLambdaContext
+from cvcsync.platform import services
+from cvcsync.platform.runtime import LocalLambdaContext
 from support.http_api import AUTH_ENV, Answer, call, signed_headers
 
 UPLOADS = "hr-uploads"
@@ -119,7 +119,7 @@ def test_a_write_cvc_refuses_is_the_entrys_error_and_a_dead_letter(api: HttpApi,
 
 
 def test_http_and_queue_changes_are_ordered_by_the_one_rule(env: dict[str, str], api: HttpApi, emulator: Any) -> None:
-    from cvcsync.triggers.queue import handle as queue_handle
+    from cvcsync.platform.triggers.queue import handle as queue_handle
 
     later = {
         "type": "upsert",

@@ -24,7 +24,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import RpcRequest
 from aliyunsdkcore.utils import parameter_helper
 
-from cvcsync.emulator import ERROR_CAPACITY_EXCEEDED, ERROR_USER_NOT_FOUND
+from cvcsync_dev.emulator import ERROR_CAPACITY_EXCEEDED, ERROR_USER_NOT_FOUND
 from support.emulator import EmulatorProcess
 from support.signing import stale_timestamp
 

@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from cvcsync.adapters.objects import MULTIPART_THRESHOLD, ObjectStoreError, S3ObjectStore, s3_client
+from cvcsync.adapters.retry import RetryPolicy
 from cvcsync.config import ENV_OBJECT_STORE_FLAVOR, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT, ENV_S3_REGION
-from cvcsync.objects import MULTIPART_THRESHOLD, ObjectStoreError, S3ObjectStore, s3_client
-from cvcsync.retry import RetryPolicy
 
 BUCKET = "cvc-sync-out"
 OTHER_WRITER = "another-writer"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cvcsync.objects import LocalObjectStore, MemoryObjectStore, ObjectStore, ObjectStoreError, S3ObjectStore
+from cvcsync.adapters.objects import LocalObjectStore, MemoryObjectStore, ObjectStore, ObjectStoreError, S3ObjectStore
 from support.moto import MotoServer
 
 BUCKET = "cvc-user-uploads"

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from cvcsync import clock
-from cvcsync.runtime import LocalLambdaContext
-from cvcsync.triggers.queue import handle as handle_queue
-from cvcsync.triggers.upload import handle as handle_upload
+from cvcsync.platform.runtime import LocalLambdaContext
+from cvcsync.platform.triggers.queue import handle as handle_queue
+from cvcsync.platform.triggers.upload import handle as handle_upload
 from support.events import load_event
 
 from .test_queue_function import fc as queue_fc

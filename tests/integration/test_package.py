@@ -40,7 +40,7 @@ for dependency in ["cvcsync", "boto3", "botocore", "fc2", "requests", "orjson", 
         result["cached"].append(module.__cached__)
 import orjson
 result["orjson"] = orjson.dumps({"ok": 1}).decode()
-from cvcsync.triggers.http import handle
+from cvcsync.platform.triggers.http import handle
 captured = {}
 def start_response(status, headers, exc_info=None):
     captured["status"] = status
@@ -155,11 +155,13 @@ def test_layer_layout_is_clean(built: Path) -> None:
     assert not [n for n in names if n.startswith("python/bin/")]
     assert all(info.date_time == package.FIXED_TIME for info in infos)
     for expected in [
-        "python/cvcsync/presets/columns.json",
+        "python/cvcsync/inputs/presets/columns.json",
         "python/cvcsync/http_api/openapi.json",
         "python/fc2/client.py",
     ]:
         assert expected in names
+    # Development-only code (the emulator, the demo, local invoke and serve) is another package, never shipped.
+    assert not [n for n in names if n.startswith("python/cvcsync_dev/") or "/emulator/" in n or "demo" in n]
     bytecode = {n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))}
     compiled = package.target_interpreter(package.PLATFORMS[platform]) is not None
     # With the target Python: one .pyc per .py, for that version only, where the runtime looks; else none at all.
@@ -167,7 +169,7 @@ def test_layer_layout_is_clean(built: Path) -> None:
     if compiled:
         for expected in [
             f"python/cvcsync/__pycache__/__init__.{tag}.pyc",
-            f"python/cvcsync/triggers/__pycache__/queue.{tag}.pyc",
+            f"python/cvcsync/platform/triggers/__pycache__/queue.{tag}.pyc",
             f"python/requests/__pycache__/__init__.{tag}.pyc",
             f"python/requests/__pycache__/sessions.{tag}.pyc",
             f"python/boto3/__pycache__/session.{tag}.pyc",

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
-from cvcsync.triggers.queue import RetryLater, handle
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform.triggers.queue import RetryLater, handle
 from support.events import load_event
 
 STATE_BUCKET = "cvc-sync-state"
@@ -198,9 +198,9 @@ def test_fifo_keeps_group_order_after_a_failure(env: dict[str, str], emulator: A
 
 
 def test_fifo_later_messages_of_a_failed_group_fail_even_if_applied(env: dict[str, str], emulator: Any) -> None:
-    from cvcsync.change_sync import DONE, RETRY, ChangeSyncResult, MessageResult
     from cvcsync.engine.outcomes import RunReport
-    from cvcsync.triggers.queue import _sqs_failures
+    from cvcsync.platform.triggers.queue import _sqs_failures
+    from cvcsync.runs.changes import DONE, RETRY, ChangeSyncResult, MessageResult
 
     result = ChangeSyncResult(
         RunReport("r", "changes"),
@@ -255,8 +255,8 @@ def test_without_a_state_bucket_no_boto3_is_imported_and_dead_letters_are_logged
 
     script = (
         "import sys, orjson\n"
-        "from cvcsync.triggers.queue import handle\n"
-        "from cvcsync.runtime import local_fc_context\n"
+        "from cvcsync.platform.triggers.queue import handle\n"
+        "from cvcsync.platform.runtime import local_fc_context\n"
         "event = orjson.dumps({'TopicOwner': '1', 'Message': orjson.dumps({'changes': [\n"
         "  {'type': 'upsert', 'eventId': 'x1', 'occurredAt': '2024-05-01T00:00:00Z',\n"
         "   'user': {'userId': 's1', 'userName': '无状态', 'groupId': '88', 'groupName': 'G'}}]}).decode(),\n"
@@ -350,9 +350,9 @@ def test_an_open_circuit_leaves_a_marker_for_the_heartbeat(env: dict[str, str], 
 def test_a_snapshots_deletion_is_a_tombstone_for_older_queue_events(
     env: dict[str, str], moto: Any, emulator: Any
 ) -> None:
-    from cvcsync.runtime import from_context
-    from cvcsync.services import build_context
-    from cvcsync.sync import sync_source
+    from cvcsync.platform.runtime import from_context
+    from cvcsync.platform.services import build_context
+    from cvcsync.runs.export import sync_source
 
     ctx = build_context(from_context(None), STATE_BUCKET, inline=None, env=env)
     header = b"userId,userName,groupId,groupName\n"

@@ -16,10 +16,11 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync import approvals, clock
-from cvcsync.deadletters import DeadLetterError
-from cvcsync.runtime import LocalLambdaContext
-from cvcsync.triggers.upload import handle
+from cvcsync import clock
+from cvcsync.outputs.deadletters import DeadLetterError
+from cvcsync.platform.runtime import LocalLambdaContext
+from cvcsync.platform.triggers.upload import handle
+from cvcsync.runs import approvals
 from support.events import load_event
 
 from .test_sync_cli import export as export_file

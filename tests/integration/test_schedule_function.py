@@ -14,16 +14,16 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync import services
-from cvcsync.cvc import CvcClient
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.objects import S3ObjectStore
 from cvcsync.engine.state import UNCERTAIN, StateStore
-from cvcsync.events.timer import UnknownTask
-from cvcsync.local import load_handler
-from cvcsync.objects import S3ObjectStore
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.inputs.events.timer import UnknownTask
+from cvcsync.platform import services
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform.triggers import queue, upload
+from cvcsync.platform.triggers.schedule import handle
 from cvcsync.schedule import alerts, runner
-from cvcsync.triggers import queue, upload
-from cvcsync.triggers.schedule import handle
+from cvcsync_dev.local import load_handler
 from support.events import load_event, sample_paths
 
 STATE = "cvc-sync-state"

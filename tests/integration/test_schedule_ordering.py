@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync import services
-from cvcsync.runtime import LocalLambdaContext
-from cvcsync.triggers.queue import handle as queue_handle
-from cvcsync.triggers.schedule import handle as schedule_handle
+from cvcsync.platform import services
+from cvcsync.platform.runtime import LocalLambdaContext
+from cvcsync.platform.triggers.queue import handle as queue_handle
+from cvcsync.platform.triggers.schedule import handle as schedule_handle
 
 STATE = "cvc-sync-state"
 

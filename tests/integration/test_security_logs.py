@@ -14,9 +14,9 @@ import pytest
 
 from cvcsync.http_api.app import HttpApi
 from cvcsync.logs import JsonFormatter
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
-from cvcsync.triggers.queue import handle as handle_queue
-from cvcsync.triggers.upload import handle as handle_upload
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform.triggers.queue import handle as handle_queue
+from cvcsync.platform.triggers.upload import handle as handle_upload
 from support.events import load_event
 from support.http_api import AUTH_ENV, SECRET, TOKEN, call, signed_headers
 

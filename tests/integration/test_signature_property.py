@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.retry import RetryPolicy
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
 from cvcsync.errors import CvcBusinessError, CvcGatewayError
-from cvcsync.retry import RetryPolicy
 
 # Any code point but surrogates (not encodable as UTF-8), including spaces, '+', '&', '=', '%', emoji and CJK.
 unicode_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)

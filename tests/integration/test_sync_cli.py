@@ -153,9 +153,9 @@ def test_reconcile_reports_drift_and_rebuilds_the_state(emulator: Any, state: Pa
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
         "CVC_ENDPOINT": emulator.url,
     }
+    from cvcsync.adapters.credentials import Credentials
+    from cvcsync.adapters.cvc import CvcClient
     from cvcsync.config import CvcSettings
-    from cvcsync.credentials import Credentials
-    from cvcsync.cvc import CvcClient
 
     outside = CvcClient(
         Credentials(client_env["ALIBABA_CLOUD_ACCESS_KEY_ID"], client_env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"]),

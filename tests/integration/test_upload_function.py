@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
-from cvcsync.triggers.upload import handle
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform.triggers.upload import handle
 from support.events import load_event
 
 BUCKET = "cvc-user-uploads"
@@ -105,7 +105,7 @@ def test_wrapped_notifications_reach_the_same_sync(env: dict[str, str], moto: An
 
 
 def _first_key(event: Any) -> str:
-    from cvcsync.events import parse_object_events
+    from cvcsync.inputs.events import parse_object_events
 
     return parse_object_events(event).uploads[0].key
 

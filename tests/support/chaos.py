@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from cvcsync.cvc import CvcClient
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.objects import S3ObjectStore
 from cvcsync.engine.state import UNCERTAIN, StateStore
-from cvcsync.objects import S3ObjectStore
-from cvcsync.records import RecordError, content_hash, parse_user
+from cvcsync.inputs.records import RecordError, content_hash, parse_user
 
 USERS = int(os.environ.get("CVCSYNC_CHAOS_USERS", "10000"))
 RESULTS = os.environ.get("CVCSYNC_CHAOS_RESULTS", "")

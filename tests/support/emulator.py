@@ -1,11 +1,11 @@
-"""The emulator for integration tests: ``cvcsync.emulator.process`` with the tests' keys."""
+"""The emulator for integration tests: ``cvcsync_dev.emulator.process`` with the tests' keys."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cvcsync.emulator.process import READY_PREFIX, EmulatorProcess, EmulatorStartError
-from cvcsync.emulator.process import start_emulator as _start_emulator
+from cvcsync_dev.emulator.process import READY_PREFIX, EmulatorProcess, EmulatorStartError
+from cvcsync_dev.emulator.process import start_emulator as _start_emulator
 
 TEST_KEY_ID = "testkey"
 TEST_KEY_SECRET = "testsecret-do-not-use"

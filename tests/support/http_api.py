@@ -13,9 +13,9 @@ import requests
 
 from cvcsync.http_api.adapters import run_wsgi, wsgi_environ
 from cvcsync.http_api.app import HttpApi
-from cvcsync.http_api.client import HmacAuth
-from cvcsync.http_api.server import ApiServer
 from cvcsync.http_api.signing import new_nonce, sign
+from cvcsync_dev.call import HmacAuth
+from cvcsync_dev.serve import ApiServer
 
 KEY_ID = "tests"
 SECRET = "tests-secret-0123456789abcdef"

@@ -17,11 +17,11 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
-from cvcsync.emulator import EmulatorApp, FaultSettings
-from cvcsync.emulator.keys import AccessKey
+from cvcsync_dev.emulator import EmulatorApp, FaultSettings
+from cvcsync_dev.emulator.keys import AccessKey
 
 ENDPOINT = "http://cvc.inprocess"
 KEY = AccessKey("inprocess-key", "inprocess-secret-do-not-use")

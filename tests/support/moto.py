@@ -1,7 +1,7 @@
-"""moto for integration tests: ``cvcsync.emulator.moto`` (shared with ``make demo``)."""
+"""moto for integration tests: ``cvcsync_dev.emulator.moto`` (shared with ``make demo``)."""
 
 from __future__ import annotations
 
-from cvcsync.emulator.moto import DUMMY_CREDENTIALS, REGION, MotoServer, MotoStartError, start_moto
+from cvcsync_dev.emulator.moto import DUMMY_CREDENTIALS, REGION, MotoServer, MotoStartError, start_moto
 
 __all__ = ["DUMMY_CREDENTIALS", "REGION", "MotoServer", "MotoStartError", "start_moto"]

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.config import SyncSettings
-from cvcsync.deadletters import DeadLetter, ObjectDeadLetterSink
-from cvcsync.objects import MemoryObjectStore
-from cvcsync.runtime import Invocation
+from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink
+from cvcsync.platform.context import SyncContext
+from cvcsync.platform.runtime import Invocation
 from cvcsync.schedule.alerts import Alerter
 from cvcsync.schedule.context import ScheduleContext, ScheduleSettings
-from cvcsync.sync import SyncContext
 
 from .inprocess_cvc import InProcessCvc, inprocess_cvc
 
@@ -80,7 +80,7 @@ def iso(moment: datetime) -> str:
 
 
 def upload_letter(uid: str, *, failed_at: datetime = START, name: str | None = None, **extra: Any) -> DeadLetter:
-    """As ``sync._dead_letters`` writes an upsert CVC refused or could not take."""
+    """As ``runs.lifecycle.dead_letters`` writes an upsert CVC refused or could not take."""
     fields: dict[str, Any] = {
         "record": user(uid, name),
         "source": {"bucket": "uploads", "key": "users.csv", "line": 2, "userId": uid, "operation": "upsert"},
@@ -110,7 +110,7 @@ def delete_letter(uid: str, *, failed_at: datetime = START) -> DeadLetter:
 def change_letter(
     uid: str, *, occurred_at: datetime, op: str = "upsert", failed_at: datetime = START, name: str | None = None
 ) -> DeadLetter:
-    """As ``change_sync._change_letter`` writes a queue change CVC refused."""
+    """As ``runs.changes._change_letter`` writes a queue change CVC refused."""
     record: dict[str, Any] = {
         "type": op,
         "userId": uid,

@@ -1,4 +1,4 @@
-"""Raw, signed CVC requests over real HTTP, built with cvcsync.signature, for tests that poke at the gateway.
+"""Raw, signed CVC requests over real HTTP, built with cvcsync.adapters.signature, for tests that poke at the gateway.
 
 Every knob a test needs to make a request wrong on purpose is here: timestamp, nonce, token, extra or missing
 parameters, the method, a different secret. Nothing is retried.
@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 
 import requests
 
+from cvcsync.adapters.signature import common_params, format_timestamp, percent_encode, signature, string_to_sign
 from cvcsync.config import API_VERSION
-from cvcsync.signature import common_params, format_timestamp, percent_encode, signature, string_to_sign
 
 
 def new_nonce() -> str:

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
 from cvcsync.budget import TimeBudget
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
-from cvcsync.emulator import EmulatorApp, FaultSettings
 from cvcsync.engine.apply import BUDGET_SPENT, CHECKPOINTED, Applier, ApplySettings
 from cvcsync.engine.plan import DELTA, PlanInput, build_plan
 from cvcsync.engine.state import ShadowState
-from cvcsync.readers import SourceRow
-from cvcsync.runtime import Invocation
+from cvcsync.inputs.readers import SourceRow
+from cvcsync.platform.runtime import Invocation
+from cvcsync_dev.emulator import EmulatorApp, FaultSettings
 from support.inprocess_cvc import ENDPOINT, KEY, WsgiAdapter
 
 

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from cvcsync.changes import (
+from cvcsync.errors import InvalidInputError
+from cvcsync.inputs.changes import (
     MAX_BODY_BYTES,
     MAX_CHANGES,
     ChangeProblem,
@@ -25,9 +26,8 @@ from cvcsync.changes import (
     looks_like_change_body,
     parse_changes,
 )
-from cvcsync.errors import InvalidInputError
-from cvcsync.events.queue import parse_queue_event
-from cvcsync.records import User
+from cvcsync.inputs.events.queue import parse_queue_event
+from cvcsync.inputs.records import User
 from support.events import load_event, sample_paths
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "user-change-event.schema.json"

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 import requests
 
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.retry import RetryPolicy, cut_short
 from cvcsync.budget import TimeBudget
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
-from cvcsync.emulator import EmulatorApp, FaultSettings
 from cvcsync.errors import CvcGatewayError, DeadlineExceeded
-from cvcsync.retry import RetryPolicy, cut_short
+from cvcsync_dev.emulator import EmulatorApp, FaultSettings
 from support.inprocess_cvc import ENDPOINT, KEY, WsgiAdapter
 
 

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cvcsync import columns
-from cvcsync.columns import (
+from cvcsync.config import ENV_COLUMN_MAP, ENV_COLUMN_PRESET
+from cvcsync.errors import ConfigurationError
+from cvcsync.inputs import columns
+from cvcsync.inputs.columns import (
     OP_DELETE,
     OP_UPSERT,
     ColumnMap,
@@ -21,10 +23,8 @@ from cvcsync.columns import (
     normalise_mobile,
     spreadsheet_safe,
 )
-from cvcsync.config import ENV_COLUMN_MAP, ENV_COLUMN_PRESET
-from cvcsync.errors import ConfigurationError
-from cvcsync.readers import read_records
-from cvcsync.records import RecordError, User, fast_user_json, parse_user
+from cvcsync.inputs.readers import read_records
+from cvcsync.inputs.records import RecordError, User, fast_user_json, parse_user
 from support.exports import export_names, export_path
 
 GROUP = {"groupId": "88", "groupName": "示例科技"}
@@ -155,7 +155,7 @@ def test_presets_are_data_shipped_with_the_package() -> None:
     presets = load_presets()
     assert presets.names == ("wecom", "dingtalk", "hr")
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
-    assert 'cvcsync = ["py.typed", "presets/*.json"]' in pyproject  # [tool.setuptools.package-data] ships them
+    assert 'cvcsync = ["py.typed", "inputs/presets/*.json"]' in pyproject  # [tool.setuptools.package-data] ships them
 
 
 # --- configuration ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cvcsync.credentials import Credentials, default_credentials
+from cvcsync.adapters.credentials import Credentials, default_credentials
 from cvcsync.errors import ConfigurationError
 
 ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "env-secret"}

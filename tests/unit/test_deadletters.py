@@ -16,8 +16,11 @@ from botocore.stub import ANY, Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.config import ENV_DEADLETTER_QUEUE_URL, ENV_DEADLETTER_SINK, ENV_OUTPUT_PREFIX
-from cvcsync.deadletters import (
+from cvcsync.errors import ConfigurationError, CvcBusinessError, InvalidInputError
+from cvcsync.logs import JsonFormatter
+from cvcsync.outputs.deadletters import (
     UNREADABLE,
     DeadLetter,
     DeadLetterError,
@@ -26,9 +29,6 @@ from cvcsync.deadletters import (
     QueueDeadLetterSink,
     deadletter_sink_from_env,
 )
-from cvcsync.errors import ConfigurationError, CvcBusinessError, InvalidInputError
-from cvcsync.logs import JsonFormatter
-from cvcsync.objects import MemoryObjectStore
 
 NOW = datetime(2024, 5, 1, 2, 3, 4, 567000, tzinfo=timezone.utc)
 PERSONAL = {"userId": "u-1001", "userName": "张三", "email": "zhangsan@example.com", "mobile": "13812345678"}
@@ -170,7 +170,7 @@ def test_the_log_line_counts_and_names_codes_but_never_the_personal_data(caplog:
     letters = [letter(1), letter(2), letter(3, error_code="InvalidMobile", error_message="mobile 13812345678 invalid")]
     with caplog.at_level(logging.DEBUG):
         assert sink.put(letters) == 3
-    records = [r for r in caplog.records if r.name == "cvcsync.deadletters"]
+    records = [r for r in caplog.records if r.name == "cvcsync.outputs.deadletters"]
     assert len(records) == 1
     assert getattr(records[0], "errorCodes") == {"InvalidMobile": 1, "UserExists": 2}  # noqa: B009
     assert getattr(records[0], "deadLetters") == 3  # noqa: B009
@@ -398,7 +398,7 @@ def test_log_goes_through_the_json_formatter_cleanly() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    log = logging.getLogger("cvcsync.deadletters")
+    log = logging.getLogger("cvcsync.outputs.deadletters")
     log.addHandler(handler)
     try:
         MemoryDeadLetterSink().put([letter(1)])

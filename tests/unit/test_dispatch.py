@@ -8,10 +8,10 @@ import fc2
 import orjson
 import pytest
 
-from cvcsync.dispatch import DispatchError, FcDispatcher, InlineDispatcher, LambdaDispatcher
 from cvcsync.errors import ConfigurationError, InvalidInputError
-from cvcsync.runtime import from_context, local_fc_context
-from cvcsync.triggers.common import continuation_of
+from cvcsync.platform.dispatch import DispatchError, FcDispatcher, InlineDispatcher, LambdaDispatcher
+from cvcsync.platform.runtime import from_context, local_fc_context
+from cvcsync.platform.triggers.common import continuation_of
 from support.scripted import Answer, ScriptedServer
 
 EVENT = {"cvcsync": {"action": "resume", "runId": "r-1", "bucket": "b"}}
@@ -64,7 +64,7 @@ class RecordingLambda:
 
 
 def test_lambda_dispatch_invokes_its_own_arn_asynchronously() -> None:
-    from cvcsync.runtime import LocalLambdaContext
+    from cvcsync.platform.runtime import LocalLambdaContext
 
     client = RecordingLambda()
     LambdaDispatcher(from_context(LocalLambdaContext("upload")), client=client).dispatch([EVENT, EVENT])

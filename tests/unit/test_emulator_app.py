@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from cvcsync.emulator import EmulatorApp, FaultSettings
-from cvcsync.emulator.keys import AccessKey, parse_access_key, parse_access_keys
-from cvcsync.emulator.server import main
+from cvcsync_dev.emulator import EmulatorApp, FaultSettings
+from cvcsync_dev.emulator.keys import AccessKey, parse_access_key, parse_access_keys
+from cvcsync_dev.emulator.server import main
 from support.signing import signed_parts
 
 KEY = AccessKey("key", "secret")

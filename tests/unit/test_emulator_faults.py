@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cvcsync.emulator.faults import NO_FAULT, FaultDecision, FaultInjector, FaultKind, FaultSettings
+from cvcsync_dev.emulator.faults import NO_FAULT, FaultDecision, FaultInjector, FaultKind, FaultSettings
 
 
 def sequence(settings: FaultSettings, n: int = 200) -> list[FaultDecision]:

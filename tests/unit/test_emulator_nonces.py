@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from cvcsync.emulator.nonces import NonceCache
+from cvcsync_dev.emulator.nonces import NonceCache
 
 
 def test_a_nonce_is_accepted_once() -> None:

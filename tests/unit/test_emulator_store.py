@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cvcsync.emulator.store import CapacityExceeded, MemoryStore, SqliteStore, Store, User
+from cvcsync_dev.emulator.store import CapacityExceeded, MemoryStore, SqliteStore, Store, User
 
 
 def user(user_id: str, name: str = "name", **optional: Any) -> User:

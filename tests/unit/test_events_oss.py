@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cvcsync.events import parse_object_events
-from cvcsync.events.oss import decode_oss_key
+from cvcsync.inputs.events import parse_object_events
+from cvcsync.inputs.events.oss import decode_oss_key
 from support.events import load_event
 
 

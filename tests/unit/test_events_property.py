@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cvcsync.errors import InvalidInputError
-from cvcsync.events import parse_object_events
-from cvcsync.events.fields import key_problem
-from cvcsync.events.oss import decode_oss_key
+from cvcsync.inputs.events import parse_object_events
+from cvcsync.inputs.events.fields import key_problem
+from cvcsync.inputs.events.oss import decode_oss_key
 from support.events import load_event
 
 S3_SAMPLE = load_event("aws/s3-put-encoded-key.json")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cvcsync.errors import InvalidInputError
-from cvcsync.events import UnsupportedEvent, parse_object_events
+from cvcsync.inputs.events import UnsupportedEvent, parse_object_events
 from support.events import load_event
 
 
@@ -97,9 +97,9 @@ def test_empty_key_is_invalid() -> None:
 
 
 def test_every_skip_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="cvcsync.events"):
+    with caplog.at_level(logging.INFO, logger="cvcsync.inputs.events"):
         parse_object_events(oss_event("cvc-sync/r.json", "../x"), ignore_prefixes=["cvc-sync/"])
-    reasons = [getattr(r, "reason", None) for r in caplog.records if r.name == "cvcsync.events"]
+    reasons = [getattr(r, "reason", None) for r in caplog.records if r.name == "cvcsync.inputs.events"]
     assert reasons == ["own-output", "hostile-key"]
 
 

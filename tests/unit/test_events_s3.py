@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cvcsync.events import UnsupportedEvent, parse_object_events
-from cvcsync.events.s3 import decode_s3_key
+from cvcsync.inputs.events import UnsupportedEvent, parse_object_events
+from cvcsync.inputs.events.s3 import decode_s3_key
 from support.events import load_event
 
 

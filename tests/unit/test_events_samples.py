@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cvcsync.events import ObjectUploaded, SkippedEvent, UnsupportedEvent, parse_object_events
+from cvcsync.inputs.events import ObjectUploaded, SkippedEvent, UnsupportedEvent, parse_object_events
 from support.events import load_event, sample_paths
 
 from .test_queue_events import QUEUE_SAMPLES

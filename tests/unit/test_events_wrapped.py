@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync.events import MAX_DEPTH, UnsupportedEvent, parse_object_events
+from cvcsync.inputs.events import MAX_DEPTH, UnsupportedEvent, parse_object_events
 from support.events import load_event
 
 PUT_KEY = "users/2024-05-01/users.csv"

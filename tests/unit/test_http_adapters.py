@@ -23,8 +23,8 @@ from cvcsync.http_api.adapters import (
     is_wsgi_call,
 )
 from cvcsync.http_api.app import HttpApi, Operation, Request, Response, Route
-from cvcsync.runtime import LocalLambdaContext, local_fc_context
-from cvcsync.triggers.http import handle
+from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
+from cvcsync.platform.triggers.http import handle
 from support.events import load_event, sample_paths
 from support.http_api import AUTH_ENV, TOKEN, signed_headers
 

@@ -17,16 +17,7 @@ from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from cvcsync.config import (
-    ENV_AWS_DEFAULT_REGION,
-    ENV_AWS_REGION,
-    ENV_OBJECT_STORE_FLAVOR,
-    ENV_S3_ADDRESSING_STYLE,
-    ENV_S3_ENDPOINT,
-    ENV_S3_REGION,
-)
-from cvcsync.errors import ConfigurationError, InvalidInputError
-from cvcsync.objects import (
+from cvcsync.adapters.objects import (
     LocalObjectStore,
     Location,
     MemoryObjectStore,
@@ -36,6 +27,15 @@ from cvcsync.objects import (
     s3_client,
     translate_s3_error,
 )
+from cvcsync.config import (
+    ENV_AWS_DEFAULT_REGION,
+    ENV_AWS_REGION,
+    ENV_OBJECT_STORE_FLAVOR,
+    ENV_S3_ADDRESSING_STYLE,
+    ENV_S3_ENDPOINT,
+    ENV_S3_REGION,
+)
+from cvcsync.errors import ConfigurationError, InvalidInputError
 
 FC_CONTEXT = {
     "request_id": "b1c5100f-819d-c421-3a5e-7782a27d8a33",
@@ -374,7 +374,7 @@ def test_local_upload_interrupted_mid_copy_leaves_nothing(tmp_path: Path, monkey
         dst.write(src.read(50_000))
         raise OSError("connection to the NFS server lost")
 
-    monkeypatch.setattr("cvcsync.objects.shutil.copyfileobj", half_then_fail)
+    monkeypatch.setattr("cvcsync.adapters.objects.shutil.copyfileobj", half_then_fail)
     with pytest.raises(OSError, match="NFS"):
         store.put_file("bucket", "uploads/export.csv", source)
     assert store.get_bytes("bucket", "uploads/export.csv") is None
@@ -473,9 +473,9 @@ def test_reading_events_and_using_local_stores_never_imports_boto3(tmp_path: Pat
     code = f"""
 import sys
 from pathlib import Path
-from cvcsync.events import parse_object_events
-from cvcsync.objects import LocalObjectStore, MemoryObjectStore, parse_location
-from cvcsync.deadletters import DeadLetter, ObjectDeadLetterSink
+from cvcsync.inputs.events import parse_object_events
+from cvcsync.adapters.objects import LocalObjectStore, MemoryObjectStore, parse_location
+from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink
 parse_object_events(Path({str(Path(__file__).parents[2] / "events/fc/oss-putobject.json")!r}).read_bytes())
 sink = ObjectDeadLetterSink(LocalObjectStore(Path({str(tmp_path)!r})), "b", "dl/")
 sink.put([DeadLetter(record={{}}, source={{}}, error_code="X", error_message="m")])

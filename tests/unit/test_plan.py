@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cvcsync import columns
 from cvcsync.engine.outcomes import check_accounting
 from cvcsync.engine.plan import DELTA, FULL, PlanInput, SyncPlan, build_plan
 from cvcsync.engine.state import ShadowState
-from cvcsync.readers import SourceRow, read_records
-from cvcsync.records import parse_user
+from cvcsync.inputs import columns
+from cvcsync.inputs.readers import SourceRow, read_records
+from cvcsync.inputs.records import parse_user
 
 GROUP = {"groupId": "88", "groupName": "示例科技"}
 

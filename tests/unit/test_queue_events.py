@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvcsync.changes import MalformedMessage, parse_changes
 from cvcsync.errors import InvalidInputError
-from cvcsync.events import MAX_DEPTH, UnsupportedEvent
-from cvcsync.events.queue import QueueBatch, QueueMessage, parse_queue_event
+from cvcsync.inputs.changes import MalformedMessage, parse_changes
+from cvcsync.inputs.events import MAX_DEPTH, UnsupportedEvent
+from cvcsync.inputs.events.queue import QueueBatch, QueueMessage, parse_queue_event
 from support.events import load_event, sample_paths
 
 

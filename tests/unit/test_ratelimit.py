@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
-from cvcsync.ratelimit import RateLimiter
+from cvcsync.adapters.ratelimit import RateLimiter
 
 
 class FakeTime:

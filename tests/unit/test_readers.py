@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cvcsync.errors import InvalidInputError
-from cvcsync.readers import SourceRow, read_records
+from cvcsync.inputs.readers import SourceRow, read_records
 
 
 def rows(data: bytes, name: str | None = None, **kw: str) -> list[SourceRow]:

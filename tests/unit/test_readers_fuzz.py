@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvcsync import readers
 from cvcsync.errors import InvalidInputError
-from cvcsync.readers import MAX_RECORD_CHARS, SourceRow, read_records
+from cvcsync.inputs import readers
+from cvcsync.inputs.readers import MAX_RECORD_CHARS, SourceRow, read_records
 
 MB5 = 5 * 1024 * 1024
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cvcsync.records import FIELDS, RecordError, User, fast_user_json, parse_user, user_from_cvc
+from cvcsync.inputs.records import FIELDS, RecordError, User, fast_user_json, parse_user, user_from_cvc
 
 VALID = {
     "userId": "123",

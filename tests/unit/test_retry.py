@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cvcsync.adapters.retry import RetryContext, RetryPolicy, cut_short, is_retryable_code, parse_retry_after
 from cvcsync.budget import TimeBudget
 from cvcsync.errors import CvcError
-from cvcsync.retry import RetryContext, RetryPolicy, cut_short, is_retryable_code, parse_retry_after
 
 
 def _error(code: str = "Throttling", status: int = 400, retryable: bool = True, retry_after: float | None = None):

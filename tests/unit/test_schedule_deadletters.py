@@ -9,15 +9,15 @@ import orjson
 import pytest
 from botocore.stub import Stubber
 
-from cvcsync.deadletters import (
+from cvcsync.adapters.objects import MemoryObjectStore
+from cvcsync.errors import InvalidInputError
+from cvcsync.outputs.deadletters import (
     DeadLetter,
     MemoryDeadLetterSink,
     ObjectDeadLetterSink,
     ParkedLetters,
     QueueDeadLetterSink,
 )
-from cvcsync.errors import InvalidInputError
-from cvcsync.objects import MemoryObjectStore
 from support.schedule import START, upload_letter
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/111122223333/cvc-sync-dead-letters"

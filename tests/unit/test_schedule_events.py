@@ -8,10 +8,10 @@ import orjson
 import pytest
 
 from cvcsync.errors import ConfigurationError
-from cvcsync.events.timer import DIRECT, EVENTBRIDGE, FC_TIMER, ScheduledTask, UnknownTask, parse_scheduled_event
-from cvcsync.events.types import UnsupportedEvent
-from cvcsync.triggers.common import decode_event
-from cvcsync.triggers.schedule import handle
+from cvcsync.inputs.events.timer import DIRECT, EVENTBRIDGE, FC_TIMER, ScheduledTask, UnknownTask, parse_scheduled_event
+from cvcsync.inputs.events.types import UnsupportedEvent
+from cvcsync.platform.triggers.common import decode_event
+from cvcsync.platform.triggers.schedule import handle
 from support.events import load_event, sample_paths
 
 # sample -> the task it must become (None: refused with UnknownTask)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from cvcsync.objects import MemoryObjectStore
+from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.schedule.lease import (
     KEEP,
     LOCAL_DURATION,

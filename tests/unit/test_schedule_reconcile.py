@@ -12,14 +12,14 @@ import orjson
 import pytest
 import requests
 
-from cvcsync.change_sync import sync_changes
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
 from cvcsync.config import CvcSettings, SyncSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
 from cvcsync.engine.state import UNCERTAIN, ShadowState
 from cvcsync.errors import InvalidInputError
-from cvcsync.events.queue import parse_queue_event
-from cvcsync.records import parse_user
+from cvcsync.inputs.events.queue import parse_queue_event
+from cvcsync.inputs.records import parse_user
+from cvcsync.runs.changes import sync_changes
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import LAST_SYNC_META, ScheduleSettings
 from cvcsync.schedule.reconcile_task import Reconcile

@@ -14,17 +14,17 @@ import pytest
 import requests
 
 from cvcsync import clock
-from cvcsync.change_sync import ChangeSyncResult, sync_changes
+from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.cvc import CvcClient
 from cvcsync.config import CvcSettings
-from cvcsync.credentials import Credentials
-from cvcsync.cvc import CvcClient
-from cvcsync.deadletters import DeadLetter, ObjectDeadLetterSink, ParkedLetters
 from cvcsync.errors import InvalidInputError
-from cvcsync.events.queue import parse_queue_event
+from cvcsync.inputs.events.queue import parse_queue_event
+from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink, ParkedLetters
+from cvcsync.runs.changes import ChangeSyncResult, sync_changes
+from cvcsync.runs.export import sync_source
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import LAST_SYNC_META, ScheduleSettings
 from cvcsync.schedule.redrive import Redrive
-from cvcsync.sync import sync_source
 from support.inprocess_cvc import ENDPOINT, KEY, Gateway, WsgiAdapter
 from support.schedule import START, World, change_letter, delete_letter, upload_letter, user, world
 

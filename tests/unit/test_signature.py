@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cvcsync import signature
+from cvcsync.adapters import signature
 
 GOLDEN_PARAMS = {
     "Format": "XML",

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
+from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.engine.state import UNCERTAIN, ShadowState, StateStore
-from cvcsync.objects import MemoryObjectStore
 
 BUCKET = "b"
 

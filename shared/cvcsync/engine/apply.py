@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..budget import TimeBudget
-from ..cvc import CvcClient
-from ..errors import CvcBusinessError, CvcError
-from ..retry import cut_short
-from .circuit import CircuitBreaker, is_systemic
-from .outcomes import Outcome
-from .plan import CREATE, DELETE, UPDATE, SyncPlan
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.retry import cut_short
+from cvcsync.budget import TimeBudget
+from cvcsync.engine.circuit import CircuitBreaker, is_systemic
+from cvcsync.engine.outcomes import Outcome
+from cvcsync.engine.plan import CREATE, DELETE, UPDATE, SyncPlan
+from cvcsync.errors import CvcBusinessError, CvcError
 
 log = logging.getLogger(__name__)
 

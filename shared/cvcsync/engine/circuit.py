@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..errors import CvcError
+from cvcsync.errors import CvcError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .outcomes import GuardResult
+from cvcsync.engine.outcomes import GuardResult
 
 PERCENT_RULE_MINIMUM = 10
 DELETION, COMPLETENESS, CAPACITY, GROUP = "deletionThreshold", "completeness", "capacity", "group"

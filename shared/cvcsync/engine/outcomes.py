@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CvcSyncError
+from cvcsync.errors import CvcSyncError
 
 
 class Outcome(str, enum.Enum):

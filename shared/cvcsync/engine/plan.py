@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import InvalidInputError
-from ..records import RecordError, content_hash, fast_user_json, parse_user
-from .outcomes import Outcome, Problem
+from cvcsync.engine.outcomes import Outcome, Problem
+from cvcsync.errors import InvalidInputError
+from cvcsync.inputs.records import RecordError, content_hash, fast_user_json, parse_user
 
 if TYPE_CHECKING:
-    from ..columns import ColumnMap
-    from ..readers import SourceRow
-from .state import ShadowState
+    from cvcsync.inputs.columns import ColumnMap
+    from cvcsync.inputs.readers import SourceRow
+from cvcsync.engine.state import ShadowState
 
 FULL, DELTA = "full", "delta"
 MODES = (FULL, DELTA)
@@ -410,8 +410,8 @@ def _write_rows(plan: SyncPlan, item: PlanInput, notices: _Notices) -> None:
     (``RecordStream.cells``): no dict is built for a plain row. Upserts are never NULL-bound: binding None costs
     sqlite3 an adapter lookup per parameter.
     """
-    from ..columns import ColumnMap, PlainRows
-    from ..readers import RecordStream, SourceRow
+    from cvcsync.inputs.columns import ColumnMap, PlainRows
+    from cvcsync.inputs.readers import RecordStream, SourceRow
 
     if item.mapper is None:
         item.mapper = ColumnMap()

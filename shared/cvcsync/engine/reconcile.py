@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cvc import CvcClient
-from ..records import RecordError, content_hash, parse_user
-from .state import ShadowState, StateStore
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.engine.state import ShadowState, StateStore
+from cvcsync.inputs.records import RecordError, content_hash, parse_user
 
 SAMPLE = 100
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from .. import clock
-from ..deadletters import DeadLetter
-from .state import UNCERTAIN, ShadowState
+from cvcsync import clock
+from cvcsync.engine.state import UNCERTAIN, ShadowState
+from cvcsync.outputs.deadletters import DeadLetter
 
 SNAPSHOT_AT = "snapshot_at"  # meta: the event time of the last accepted full snapshot
 UPSERT, DELETE = "upsert", "delete"

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import clock
-from ..errors import CvcSyncError
+from cvcsync import clock
+from cvcsync.errors import CvcSyncError
 
 if TYPE_CHECKING:
-    from ..objects import ObjectStore
+    from cvcsync.adapters.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 

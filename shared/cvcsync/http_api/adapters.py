@@ -22,10 +22,10 @@ from urllib.parse import quote, unquote, urlencode
 
 import orjson
 
-from ..errors import InvalidInputError
-from ..runtime import from_context
-from .app import ENVIRON_CONTEXT, JSON
-from .errors import ApiError
+from cvcsync.errors import InvalidInputError
+from cvcsync.http_api.app import ENVIRON_CONTEXT, JSON
+from cvcsync.http_api.errors import ApiError
+from cvcsync.platform.runtime import from_context
 
 FC3, APIGW_V1, APIGW_V2 = "fc3", "apigw-v1", "apigw-v2"
 

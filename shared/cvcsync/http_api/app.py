@@ -20,18 +20,19 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigurationError
-from ..logs import request_id_var
-from ..runtime import Invocation, from_context
-from ..signature import parse_form
-from .auth import Authenticator, Caller
-from .circuit import ContainerCircuit
-from .errors import ApiError
-from .settings import HttpSettings
+from cvcsync.adapters.signature import parse_form
+from cvcsync.errors import ConfigurationError
+from cvcsync.http_api.auth import Authenticator, Caller
+from cvcsync.http_api.circuit import ContainerCircuit
+from cvcsync.http_api.errors import ApiError
+from cvcsync.http_api.settings import HttpSettings
+from cvcsync.logs import request_id_var
+from cvcsync.platform.runtime import Invocation, from_context
 
 log = logging.getLogger(__name__)
 
-ENVIRON_CONTEXT = "cvcsync.context"  # where the adapters put the platform's context (FC 2.0 puts it in fc.context)
+# where the adapters put the platform's context (FC 2.0 puts it in fc.context)
+ENVIRON_CONTEXT = "cvcsync.context"
 FC_CONTEXT = "fc.context"
 JSON = "application/json"
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
@@ -190,7 +191,7 @@ class HttpApi:
         monotonic: Callable[[], float] = time.monotonic,
         routes: Iterable[Route] | None = None,
     ) -> None:
-        from .handlers import ROUTES
+        from cvcsync.http_api.handlers import ROUTES
 
         self.env = os.environ if env is None else env
         self._monotonic = monotonic
@@ -286,7 +287,7 @@ class HttpApi:
         raise ApiError(404, "NotFound", f"no route {path}; GET /openapi.json lists them", field="(path)")
 
     def _run(self, route: Route, request: Request) -> Response:
-        from .handlers import Dependencies
+        from cvcsync.http_api.handlers import Dependencies
 
         operation = route.operations[request.method]
         return operation.run(request, Dependencies(self.env, self.state, request.invocation, request.settings))

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .errors import ApiError
-from .settings import KEY_ID, HttpSettings
-from .signing import (
+from cvcsync.http_api.errors import ApiError
+from cvcsync.http_api.settings import KEY_ID, HttpSettings
+from cvcsync.http_api.signing import (
     ALGORITHM,
     HEADER_KEY_ID,
     HEADER_NONCE,

@@ -17,8 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..engine.circuit import CircuitBreaker, is_systemic
-from ..errors import CvcError
+from cvcsync.engine.circuit import CircuitBreaker, is_systemic
+from cvcsync.errors import CvcError
 
 log = logging.getLogger(__name__)
 

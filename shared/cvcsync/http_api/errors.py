@@ -12,9 +12,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..deadletters import DeadLetterError
-from ..errors import CvcError, CvcSyncError, InvalidInputError
-from ..objects import ObjectStoreError
+from cvcsync.adapters.objects import ObjectStoreError
+from cvcsync.errors import CvcError, CvcSyncError, InvalidInputError
+from cvcsync.outputs.deadletters import DeadLetterError
 
 RETRY_AFTER_SECONDS = 10  # a run that did not finish: the state or the dead-letter sink is usually back by then
 # Engine errors that say "not now" without a ``retryable`` flag of their own: a commit that lost to concurrent

@@ -22,18 +22,19 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .. import clock, services
-from ..config import SyncSettings
-from ..cvc import CvcClient
-from ..engine.outcomes import RunStatus
-from ..errors import CvcError, CvcSyncError
-from ..events.types import ObjectUploaded
-from ..objects import ObjectStoreError
-from ..runtime import RUN_ID, Invocation
-from .app import Operation, Request, Response, Route, State, openapi_document
-from .errors import ApiError, from_store_error, run_errors
-from .settings import HttpSettings
-from .users import delete_user, delete_users, get_user, put_user, upsert_users
+from cvcsync import clock
+from cvcsync.adapters.cvc import CvcClient
+from cvcsync.adapters.objects import ObjectStoreError
+from cvcsync.config import SyncSettings
+from cvcsync.engine.outcomes import RunStatus
+from cvcsync.errors import CvcError, CvcSyncError
+from cvcsync.http_api.app import Operation, Request, Response, Route, State, openapi_document
+from cvcsync.http_api.errors import ApiError, from_store_error, run_errors
+from cvcsync.http_api.settings import HttpSettings
+from cvcsync.http_api.users import delete_user, delete_users, get_user, put_user, upsert_users
+from cvcsync.inputs.events.types import ObjectUploaded
+from cvcsync.platform import services
+from cvcsync.platform.runtime import RUN_ID, Invocation
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,9 @@ def _continue_here(env: Mapping[str, str]) -> Callable[[dict[str, Any]], Any]:
     the function's own invocation would (``triggers.http`` hands it to the upload function's continuation)."""
 
     def run(event: dict[str, Any]) -> Any:
-        from ..triggers.upload import handle  # the one continuation entry for every function: kept off the cold start
+        from cvcsync.platform.triggers.upload import (
+            handle,  # the one continuation entry for every function: kept off the cold start
+        )
 
         return handle(event, None, env=env)
 
@@ -156,7 +159,7 @@ def sync(request: Request, deps: Dependencies) -> Response:
             event_time=clock.stamp(clock.now()),
             region=None,
         )
-        from ..sync import sync_upload  # only this route plans and applies a file: kept off the cold start
+        from cvcsync.runs.export import sync_upload  # only this route plans and applies a file: kept off the cold start
 
         report = sync_upload(upload, ctx, dry_run=dry_run).to_dict()
     answer: dict[str, Any] = {"report": report}
@@ -214,7 +217,7 @@ def healthz(request: Request, deps: Dependencies) -> Response:
     deep = request.query.get("deep", "0")
     if deep not in ("0", "1", "true", "false"):
         raise ApiError(400, "InvalidRequest", "deep must be 1, 0, true or false", field="deep")
-    from ..credentials import default_credentials
+    from cvcsync.adapters.credentials import default_credentials
 
     try:
         default_credentials(fc_context=deps.invocation.fc_context, env=deps.env)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..config import (
+from cvcsync.config import (
     ENV_HTTP_CIRCUIT_COOLDOWN,
     ENV_HTTP_CLOCK_SKEW,
     ENV_HTTP_KEYS,
@@ -22,7 +22,7 @@ from ..config import (
     _float,
     _int,
 )
-from ..errors import ConfigurationError
+from cvcsync.errors import ConfigurationError
 
 DEFAULT_CLOCK_SKEW = 300
 DEFAULT_MAX_BODY = 1024 * 1024

@@ -24,7 +24,7 @@ import hmac
 import secrets
 from urllib.parse import unquote
 
-from ..signature import parse_form, percent_encode
+from cvcsync.adapters.signature import parse_form, percent_encode
 
 ALGORITHM = "CVCSYNC-HMAC-SHA256"
 HEADER_KEY_ID = "X-Cvcsync-Key-Id"

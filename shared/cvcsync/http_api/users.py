@@ -1,5 +1,5 @@
 """The user routes. Reads go to CVC (GetUser); every write is a user change through the one run lifecycle
-(``change_sync.run_changes``), like a queue message's: the shadow state is checked out and committed, changes
+(``runs.changes.run_changes``), like a queue message's: the shadow state is checked out and committed, changes
 are ordered by the one rule (``clock``: an HTTP change happened when the request arrived), CVC's refusals are
 dead letters, and the run leaves a report (``GET /runs/{id}``). A write that bypassed the state would leave it
 believing in users CVC no longer holds, and the next upload would call them ``unchanged`` for ever.
@@ -15,21 +15,22 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .. import clock, services
-from ..change_sync import ChangeBatch, ChangeEntry, ChangeRun, EntryResult, run_changes
-from ..changes import DELETE, UPSERT, UserChange
-from ..context import SyncContext
-from ..engine.circuit import CircuitBreaker
-from ..engine.outcomes import Outcome, Problem
-from ..errors import CvcBusinessError, CvcError
-from ..objects import MemoryObjectStore
-from ..records import MAX_LENGTH, RecordError, User, normalise_keys, parse_user, user_from_cvc
-from .app import Request, Response
-from .circuit import ContainerCircuit
-from .errors import ApiError, cvc_summary, from_cvc_error, from_cvc_summary, run_errors
+from cvcsync import clock
+from cvcsync.adapters.objects import MemoryObjectStore
+from cvcsync.engine.circuit import CircuitBreaker
+from cvcsync.engine.outcomes import Outcome, Problem
+from cvcsync.errors import CvcBusinessError, CvcError
+from cvcsync.http_api.app import Request, Response
+from cvcsync.http_api.circuit import ContainerCircuit
+from cvcsync.http_api.errors import ApiError, cvc_summary, from_cvc_error, from_cvc_summary, run_errors
+from cvcsync.inputs.changes import DELETE, UPSERT, UserChange
+from cvcsync.inputs.records import MAX_LENGTH, RecordError, User, normalise_keys, parse_user, user_from_cvc
+from cvcsync.platform import services
+from cvcsync.platform.context import SyncContext
+from cvcsync.runs.changes import ChangeBatch, ChangeEntry, ChangeRun, EntryResult, run_changes
 
 if TYPE_CHECKING:
-    from .handlers import Dependencies
+    from cvcsync.http_api.handlers import Dependencies
 
 log = logging.getLogger(__name__)
 

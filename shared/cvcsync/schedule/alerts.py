@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from ..objects import ObjectStore
+from cvcsync.adapters.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 

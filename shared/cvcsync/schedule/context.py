@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import clock
-from ..config import (
+from cvcsync import clock
+from cvcsync.config import (
     ENV_ALERT_QUEUE_URL,
     ENV_DEADLETTER_BACKLOG_LIMIT,
     ENV_HEARTBEAT_MAX_AGE_HOURS,
@@ -26,10 +26,10 @@ from ..config import (
     _float,
     _int,
 )
-from ..context import SyncContext
-from ..engine.state import ShadowState
-from ..errors import ConfigurationError, InvalidInputError
-from .alerts import Alerter
+from cvcsync.engine.state import ShadowState
+from cvcsync.errors import ConfigurationError, InvalidInputError
+from cvcsync.platform.context import SyncContext
+from cvcsync.schedule.alerts import Alerter
 
 REPORT, HEAL_STATE, HEAL_CVC = "report", "heal-state", "heal-cvc"
 RECONCILE_MODES = (REPORT, HEAL_STATE, HEAL_CVC)

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from ..deadletters import PARKED_DIR, ParkedLetters
-from . import alerts
-from .context import LAST_SYNC_META, ScheduleContext, is_scheduled_run, iso, parse_time, read_options
+from cvcsync.outputs.deadletters import PARKED_DIR, ParkedLetters
+from cvcsync.schedule import alerts
+from cvcsync.schedule.context import LAST_SYNC_META, ScheduleContext, is_scheduled_run, iso, parse_time, read_options
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import CvcSyncError
-from ..objects import ObjectStore
+from cvcsync.adapters.objects import ObjectStore
+from cvcsync.errors import CvcSyncError
 
 log = logging.getLogger(__name__)
 

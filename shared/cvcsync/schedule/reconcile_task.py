@@ -47,19 +47,28 @@ from typing import Any
 
 import orjson
 
-from ..budget import TimeBudget
-from ..engine import guards
-from ..engine.apply import Applier, ApplySettings
-from ..engine.circuit import AUTH_CODES, CircuitBreaker
-from ..engine.outcomes import Outcome
-from ..engine.plan import DELTA, insert_rows, new_workspace
-from ..engine.reconcile import SAMPLE as LISTED
-from ..engine.reconcile import Drift
-from ..engine.state import ShadowState
-from ..errors import CvcBusinessError, CvcError, InvalidInputError
-from ..records import RecordError, content_hash, parse_user, user_from_cvc
-from . import alerts
-from .context import HEAL_CVC, HEAL_STATE, RECONCILE_MODES, REPORT, ScheduleContext, carry_last_sync, iso, read_options
+from cvcsync.budget import TimeBudget
+from cvcsync.engine import guards
+from cvcsync.engine.apply import Applier, ApplySettings
+from cvcsync.engine.circuit import AUTH_CODES, CircuitBreaker
+from cvcsync.engine.outcomes import Outcome
+from cvcsync.engine.plan import DELTA, insert_rows, new_workspace
+from cvcsync.engine.reconcile import SAMPLE as LISTED
+from cvcsync.engine.reconcile import Drift
+from cvcsync.engine.state import ShadowState
+from cvcsync.errors import CvcBusinessError, CvcError, InvalidInputError
+from cvcsync.inputs.records import RecordError, content_hash, parse_user, user_from_cvc
+from cvcsync.schedule import alerts
+from cvcsync.schedule.context import (
+    HEAL_CVC,
+    HEAL_STATE,
+    RECONCILE_MODES,
+    REPORT,
+    ScheduleContext,
+    carry_last_sync,
+    iso,
+    read_options,
+)
 
 log = logging.getLogger(__name__)
 

@@ -46,18 +46,18 @@ from typing import Any
 
 import orjson
 
-from .. import clock
-from ..deadletters import PARKED_DIR, DeadLetter, ParkedLetters, StoredLetter
-from ..engine.apply import Applier, ApplySettings
-from ..engine.circuit import CircuitBreaker
-from ..engine.outcomes import Outcome, check_accounting
-from ..engine.plan import DELTA, decide, insert_rows, new_workspace
-from ..engine.settle import Repair, Write, last_changes, repair_letters, settle_writes
-from ..engine.state import EVENT_MEMORY_DAYS, ShadowState
-from ..errors import CvcSyncError
-from ..records import RecordError, content_hash, parse_user
-from . import alerts
-from .context import ScheduleContext, carry_last_sync, iso, read_options
+from cvcsync import clock
+from cvcsync.engine.apply import Applier, ApplySettings
+from cvcsync.engine.circuit import CircuitBreaker
+from cvcsync.engine.outcomes import Outcome, check_accounting
+from cvcsync.engine.plan import DELTA, decide, insert_rows, new_workspace
+from cvcsync.engine.settle import Repair, Write, last_changes, repair_letters, settle_writes
+from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
+from cvcsync.errors import CvcSyncError
+from cvcsync.inputs.records import RecordError, content_hash, parse_user
+from cvcsync.outputs.deadletters import PARKED_DIR, DeadLetter, ParkedLetters, StoredLetter
+from cvcsync.schedule import alerts
+from cvcsync.schedule.context import ScheduleContext, carry_last_sync, iso, read_options
 
 log = logging.getLogger(__name__)
 

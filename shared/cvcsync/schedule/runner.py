@@ -6,12 +6,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..events.timer import HEARTBEAT, RECONCILE, REDRIVE, ScheduledTask
-from .context import ScheduleContext
-from .heartbeat import run_heartbeat
-from .lease import LeaseHeld, TaskLease, holding, lease_duration
-from .reconcile_task import run_reconcile
-from .redrive import run_redrive
+from cvcsync.inputs.events.timer import HEARTBEAT, RECONCILE, REDRIVE, ScheduledTask
+from cvcsync.schedule.context import ScheduleContext
+from cvcsync.schedule.heartbeat import run_heartbeat
+from cvcsync.schedule.lease import LeaseHeld, TaskLease, holding, lease_duration
+from cvcsync.schedule.reconcile_task import run_reconcile
+from cvcsync.schedule.redrive import run_redrive
 
 log = logging.getLogger(__name__)
 

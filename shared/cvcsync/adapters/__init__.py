@@ -1,0 +1,1 @@
+"""The services cvc-sync talks to: CVC (signed RPC client) and the object store."""

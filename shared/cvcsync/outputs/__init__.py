@@ -1,0 +1,1 @@
+"""What goes out besides CVC: dead letters and the problems file."""

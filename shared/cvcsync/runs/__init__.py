@@ -1,0 +1,1 @@
+"""The runs: an export (upload), its continuations, user changes (queue, HTTP), approvals."""

@@ -1,0 +1,411 @@
+"""User changes through the engine, whoever wrote them: queue messages, HTTP writes. One lifecycle, one copy.
+
+``run_changes`` is the lifecycle: state checkout, settling (duplicates, stale changes, superseded ones), the plan
+workspace, the in-flight mark, the ``Applier`` (with a circuit breaker, within the time budget), dead letters, the
+state commit (each change at its own time, ``clock``) and the report. A writer only says *what* to write: a
+``ChangeBatch`` of ``ChangeEntry`` (the change, its arrival, its origin). ``sync_changes`` is the queue's writer: it
+parses messages into changes and the run's per-change results back into per-message results; the HTTP API's user
+routes are another (``http_api.users``).
+
+Semantics (one named test each):
+- a malformed body is dead-lettered at once, with its reason, and never retried (it cannot succeed);
+- an event id already applied (a redelivery) is a ``duplicate`` and costs nothing;
+- with the shadow state, a change older than the last change applied to that user is ``stale``: an out-of-order
+  "create" never resurrects a deleted user;
+- within one run the changes of a user are coalesced: the latest event time wins (ties: the later arrival), the
+  others are ``superseded``; what is left goes out in the fewest CreateUser/DeleteUser calls;
+- a change CVC refuses for good (a business error) is dead-lettered; one that failed for a reason that may pass
+  (throttling, 5xx, an open circuit, the deadline) is ``retried``: the writer hands it back (the queue's platform
+  delivers the message again; the HTTP caller is told to retry), and the changes that did succeed are remembered,
+  so a redelivery only sends the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cvcsync import clock
+from cvcsync.engine.apply import Applier, ApplySettings
+from cvcsync.engine.circuit import CircuitBreaker
+from cvcsync.engine.outcomes import Outcome, Problem, RunReport, check_accounting, final_status
+from cvcsync.engine.plan import DELTA, decide, insert_rows, new_workspace
+from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes, repair_letters, settle_writes
+from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
+from cvcsync.errors import CvcSyncError
+from cvcsync.inputs.changes import MalformedMessage, UserChange, parse_changes
+from cvcsync.inputs.events.queue import QueueBatch, QueueMessage
+from cvcsync.inputs.records import content_hash
+from cvcsync.outputs.deadletters import DeadLetter
+from cvcsync.platform.context import SyncContext
+
+log = logging.getLogger(__name__)
+
+DONE, DEAD_LETTERED, RETRY = "done", "dead-lettered", "retry"
+MAX_PROBLEMS_IN_REPORT = 100
+# What CVC now holds as the change asked (or needed no call): the state remembers these changes.
+_WRITTEN = (Outcome.CREATED.value, Outcome.UPDATED.value, Outcome.DELETED.value, Outcome.UNCHANGED.value)
+
+
+# -- what a writer hands to a run, and what it gets back ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    """One change to write: the change, when cvc-sync received it (``clock``'s ordering rule: a change without a
+    time of its own orders as its arrival) and where it came from (a dead letter's ``source``)."""
+
+    change: UserChange
+    arrival: datetime
+    origin: dict[str, Any]
+
+
+@dataclass
+class ChangeBatch:
+    """Everything one run writes. ``writer`` names who (``queue``, ``http``: the circuit alert's source);
+    ``malformed``: inputs that never became changes, dead-lettered as they are; ``rejected``: inputs the writer
+    refused and answered itself (an HTTP entry that is no valid user). Each of those is one record of the run."""
+
+    writer: str
+    source: dict[str, Any]
+    entries: list[ChangeEntry]
+    malformed: list[DeadLetter] = field(default_factory=list)
+    rejected: list[Problem] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """How one entry ended (an ``Outcome`` value) and, when it failed, CVC's error (``code``, ``message``,
+    ``requestId``, ``retryable``...) or why it was not sent (``CircuitOpen``, ``DeadlineExceeded``)."""
+
+    outcome: str
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class ChangeRun:
+    report: RunReport
+    results: list[EntryResult]  # one per entry, in the batch's order
+    circuit_open: bool = False
+
+
+# -- the queue's results ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MessageResult:
+    message_id: str
+    status: str = DONE
+    group_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class ChangeSyncResult:
+    report: RunReport
+    messages: list[MessageResult] = field(default_factory=list)
+    circuit_open: bool = False
+
+    @property
+    def to_retry(self) -> list[MessageResult]:
+        return [m for m in self.messages if m.status == RETRY]
+
+
+def _now() -> str:
+    return clock.report_time()
+
+
+@dataclass
+class _Item:
+    change: UserChange
+    arrival: datetime
+    origin: dict[str, Any]
+    outcome: str | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def at(self) -> str:
+        """The change's time under the one ordering rule (``clock``): its own, else its arrival."""
+        return clock.stamp(clock.event_time(self.change.occurred_at, self.arrival))
+
+
+def _settle(items: list[_Item], state: ShadowState) -> None:
+    """Duplicates, stale changes and superseded ones get their outcome; winners keep None."""
+    event_ids = [i.change.event_id for i in items if i.change.event_id]
+    seen = state.seen_events(event_ids)
+    in_batch: set[str] = set()
+    for item in items:
+        event_id = item.change.event_id
+        if event_id and (event_id in seen or event_id in in_batch):
+            item.outcome = Outcome.DUPLICATE.value
+        elif event_id:
+            in_batch.add(event_id)
+    last = last_changes(state, sorted({i.change.user_id for i in items if i.outcome is None}))  # with snapshots
+    for item in items:
+        if (
+            item.outcome is None
+            and item.change.user_id in last
+            and not clock.is_newer(item.at, last[item.change.user_id])
+        ):
+            item.outcome = Outcome.STALE.value
+    winners: dict[str, _Item] = {}
+    for item in items:  # in arrival order: on equal times the later arrival wins
+        if item.outcome is not None:
+            continue
+        best = winners.get(item.change.user_id)
+        if best is None or clock.is_newer(item.at, best.at):
+            if best is not None:
+                best.outcome = Outcome.SUPERSEDED.value
+            winners[item.change.user_id] = item
+        else:
+            item.outcome = Outcome.SUPERSEDED.value
+
+
+def _row(index: int, item: _Item) -> tuple[Any, ...]:
+    change = item.change
+    origin = orjson.dumps(item.origin).decode()
+    if item.outcome is not None:
+        return (index, change.user_id, "settled", item.outcome, None, None, None, item.outcome, origin)
+    if change.op == "delete" or change.user is None:
+        return (index, change.user_id, "delete", None, None, None, None, None, origin)
+    payload = change.user.to_json()
+    return (index, change.user_id, "upsert", None, content_hash(payload), payload.decode(), None, None, origin)
+
+
+def _unsent(breaker: CircuitBreaker) -> dict[str, Any]:
+    """Why a change was not sent, or sent without an answer that counts: it is retried."""
+    if breaker.open:
+        return {"code": "CircuitOpen", "message": f"not sent: CVC is failing ({breaker.reason})", "retryable": True}
+    return {"code": "DeadlineExceeded", "message": "not sent before the deadline", "retryable": True}
+
+
+def _plan_and_apply(items: list[_Item], ctx: SyncContext, report: RunReport, breaker: CircuitBreaker) -> None:
+    """Settle, plan against the state, mark in flight, apply; every item gets its outcome."""
+    with tempfile.TemporaryDirectory(prefix="cvcsync-changes-") as tmp:
+        workdir = Path(tmp)
+        state = ctx.state.checkout(workdir)
+        try:
+            report.state["generationBefore"] = state.generation
+            _settle(items, state)
+            plan = new_workspace(workdir, mode=DELTA, state=state, source=report.source)
+            insert_rows(plan, (_row(n, item) for n, item in enumerate(items, start=1)))
+            decide(plan, state)
+        finally:
+            state.close()
+        try:
+            if plan.pending_count():
+                # Before the first write, as every run does: a run killed between CVC and its commit leaves the
+                # state knowing which users it may have changed (``engine.state``).
+                report.state["inFlight"] = ctx.state.mark_in_flight(report.run_id, plan.in_flight())
+                settings = ApplySettings(
+                    batch_size=ctx.cvc.settings.batch_size,
+                    concurrency=ctx.settings.concurrency,
+                    budget=ctx.invocation.budget(min(ctx.settings.deadline_margin, 5.0)),
+                )
+                Applier(ctx.cvc, settings, breaker=breaker).run(plan)
+            query = "SELECT line, outcome, error FROM rows"
+            outcome_of = {seq: (outcome, error) for seq, outcome, error in plan.db.execute(query)}
+        finally:
+            plan.close()
+    for n, item in enumerate(items, start=1):
+        outcome, error = outcome_of[n]
+        detail = orjson.loads(error) if error else None
+        if outcome is None:
+            item.outcome, item.error = Outcome.RETRIED.value, _unsent(breaker)
+        elif outcome == Outcome.DEAD_LETTERED.value and detail and detail.get("retryable"):
+            item.outcome, item.error = Outcome.RETRIED.value, detail  # the writer hands it back to be tried again
+        else:
+            item.outcome, item.error = outcome, detail
+
+
+def run_changes(
+    batch: ChangeBatch, ctx: SyncContext, *, breaker: CircuitBreaker | None = None, store_report: bool = True
+) -> ChangeRun:
+    """The lifecycle for ``batch``; ``store_report=False`` where the store is not durable (a warm container's
+    /tmp, memory): the report is then only logged and returned."""
+    started = time.monotonic()
+    breaker = breaker or CircuitBreaker()
+    run_id = batch.run_id
+    report = RunReport(run_id=run_id, mode="changes", source=batch.source, started_at=_now())
+    items = [_Item(e.change, e.arrival, e.origin) for e in batch.entries]
+    if items:
+        _plan_and_apply(items, ctx, report, breaker)
+    letters = list(batch.malformed)
+    letters.extend(_change_letter(item, run_id) for item in items if item.outcome == Outcome.DEAD_LETTERED.value)
+
+    # A malformed input or a rejected entry is one record: its changes are unknowable.
+    report.rows_read = len(items) + len(batch.malformed) + len(batch.rejected)
+    outcomes = Counter(i.outcome for i in items)
+    outcomes[Outcome.DEAD_LETTERED.value] += len(batch.malformed)
+    outcomes[Outcome.REJECTED.value] += len(batch.rejected)
+    report.outcomes = {o.value: outcomes.get(o.value, 0) for o in Outcome}
+    check_accounting(report.received, report.outcomes)
+    report.problem_count = len(batch.rejected)
+    report.problems = batch.rejected[:MAX_PROBLEMS_IN_REPORT]
+    if letters:
+        if ctx.sink is None:
+            raise CvcSyncError(
+                f"{len(letters)} changes failed and no dead-letter sink is configured", code="NoDeadLetterSink"
+            )
+        report.dead_letters = ctx.sink.put(letters)
+    _remember([i for i in items if i.outcome != Outcome.RETRIED.value], ctx, run_id, report)
+    report.calls = {
+        k: n - ctx.calls_baseline.get(k, 0) for k, n in ctx.cvc.calls.items() if n > ctx.calls_baseline.get(k, 0)
+    }
+    report.durations_ms["total"] = (time.monotonic() - started) * 1000
+    report.finished_at = _now()
+    report.status = final_status(report.outcomes, refused=False).value
+    if breaker.reason:
+        report.messages.append(f"circuit open: {breaker.reason}")
+        from cvcsync.schedule.alerts import mark_circuit_open  # the heartbeat task alerts on this marker
+
+        mark_circuit_open(
+            ctx.store,
+            ctx.output_bucket,
+            ctx.settings.output_prefix,
+            reason=breaker.reason,
+            source=batch.writer,
+            request_id=ctx.invocation.request_id,
+        )
+    if store_report:
+        document = report.to_dict()
+        ctx.put_json(ctx.settings.key("reports", "changes", batch.writer, f"{run_id}.json"), document)
+        ctx.put_json(ctx.settings.key("runs", run_id, "report.json"), document)  # found by run id (HTTP API)
+    log.info(
+        "changes synced",
+        extra={
+            "runId": run_id,
+            "writer": batch.writer,
+            "status": report.status,
+            "outcomes": report.outcomes,
+            "retried": report.outcomes[Outcome.RETRIED.value],
+        },
+    )
+    return ChangeRun(report, [EntryResult(str(i.outcome), i.error) for i in items], breaker.open)
+
+
+def _remember(applied: list[_Item], ctx: SyncContext, run_id: str, report: RunReport) -> None:
+    """What CVC now holds, the last change time per user, and the event ids that are settled."""
+    written = [i for i in applied if i.outcome in _WRITTEN or i.outcome == Outcome.DEAD_LETTERED.value]
+    # A copy (``duplicate``) settles nothing of its own: its original may have failed in this very batch and be
+    # delivered again, and remembering the copy's id would turn that redelivery into a "duplicate" too.
+    settled_events = [i.change.event_id for i in applied if i.change.event_id and i.outcome != Outcome.DUPLICATE.value]
+    if not written and not settled_events:
+        return
+
+    writes = [_write(i) for i in written]
+    repairs: list[Repair] = []
+
+    def changes(state: ShadowState) -> None:
+        # One rule for every writer (``engine.settle``), against the generation this run planned on.
+        base = report.state.get("generationBefore")
+        repairs[:] = settle_writes(state, writes, base_generation=base if isinstance(base, int) else None)
+        now = clock.now()
+        state.record_events(
+            settled_events, now=clock.stamp(now), forget_before=clock.stamp(now - timedelta(days=EVENT_MEMORY_DAYS))
+        )
+
+    report.state["generationAfter"] = ctx.state.commit(changes, run_id=run_id)
+    if repairs:  # another writer committed a newer change of these users meanwhile: it is applied again
+        report.state["repairs"] = len(repairs)
+        if ctx.sink is None:
+            raise CvcSyncError(f"{len(repairs)} repairs and no dead-letter sink is configured", code="NoDeadLetterSink")
+        ctx.sink.put(repair_letters(repairs, run_id=run_id, source={"kind": "repair", **report.source}))
+
+
+def _write(item: _Item) -> Write:
+    """What the state records of a change CVC now holds (or held already: ``unchanged``)."""
+    change = item.change
+    failed = item.outcome == Outcome.DEAD_LETTERED.value  # the latest intent all the same (``engine.settle``)
+    if change.op == "upsert" and change.user is not None:
+        payload = change.user.to_json()
+        changed = item.outcome != Outcome.UNCHANGED.value
+        digest = content_hash(payload)
+        return Write(change.user_id, item.at, UPSERT, digest, payload.decode(), changed=changed, landed=not failed)
+    changed = item.outcome in (Outcome.DELETED.value, Outcome.DEAD_LETTERED.value)
+    return Write(change.user_id, item.at, DELETE, changed=changed, landed=not failed)
+
+
+def _change_letter(item: _Item, run_id: str) -> DeadLetter:
+    change, detail = item.change, item.error or {}
+    record: dict[str, Any] = {
+        "type": change.op,
+        "userId": change.user_id,
+        "eventId": change.event_id,
+        # The time the redrive orders this change by: its own, or its arrival (one rule, ``clock``).
+        "occurredAt": item.at,
+    }
+    if change.user is not None:
+        record["user"] = change.user.to_cvc()
+    return DeadLetter(
+        record=record,
+        source={**item.origin, "position": change.position},
+        error_code=str(detail.get("code", "Unknown")),
+        error_message=str(detail.get("message", "")),
+        request_id=detail.get("requestId"),
+        attempts=int(detail.get("attempts") or 1),
+        run_id=run_id,
+        kind="record",
+        retryable=False,
+    )
+
+
+# -- the queue's writer -------------------------------------------------------------------------------------------
+
+
+def sync_changes(
+    batch: QueueBatch, ctx: SyncContext, *, breaker: CircuitBreaker | None = None, store_report: bool = True
+) -> ChangeSyncResult:
+    """One queue invocation: each message's changes through ``run_changes``; each message done, dead-lettered
+    (malformed, or every change refused for good) or to retry (some change may pass later)."""
+    breaker = breaker or CircuitBreaker()
+    results = [MessageResult(m.message_id, group_id=m.group_id) for m in batch.messages]
+    source = {"kind": batch.platform_kind, "replay": batch.replay, "messages": len(batch.messages)}
+    changes = ChangeBatch(writer="queue", source=source, entries=[])
+    owners: list[int] = []  # the message of each entry
+    arrival = clock.now()  # a change with no time of its own (nor a transport time) orders as its arrival
+    for index, message in enumerate(batch.messages):
+        try:
+            parsed = parse_changes(
+                message.body,
+                message_id=message.message_id,
+                defaults=ctx.settings.defaults,
+                received_at=message.published_at,
+            )
+        except MalformedMessage as exc:
+            results[index].status, results[index].reason = DEAD_LETTERED, exc.message
+            changes.malformed.append(_message_letter(message, exc, changes.run_id, batch.platform_kind))
+            continue
+        origin = {"messageId": message.message_id, "origin": message.origin}
+        for change in parsed:
+            changes.entries.append(ChangeEntry(change, message.published_at or arrival, origin))
+            owners.append(index)
+
+    run = run_changes(changes, ctx, breaker=breaker, store_report=store_report)
+    for owner, result in zip(owners, run.results, strict=True):
+        if result.outcome == Outcome.RETRIED.value:  # the platform delivers the message again
+            error = result.error or {}
+            results[owner].status = RETRY
+            results[owner].reason = breaker.reason or error.get("code") or "not sent before the deadline"
+    return ChangeSyncResult(run.report, results, run.circuit_open)
+
+
+def _message_letter(message: QueueMessage, error: MalformedMessage, run_id: str, kind: str) -> DeadLetter:
+    return DeadLetter.from_error(
+        {"body": message.body[:200_000], "attributes": message.attributes},
+        {"kind": kind, "messageId": message.message_id, "origin": message.origin, "groupId": message.group_id},
+        error,
+        run_id=run_id,
+        kind="message",
+        attempts=message.receive_count or 1,
+    )

@@ -38,10 +38,11 @@ from typing import Any
 
 import orjson
 
-from cvcsync.adapters.objects import S3ObjectStore
+from cvcsync.adapters.s3 import S3ObjectStore
 from cvcsync.config import SyncSettings
 from cvcsync.http_api.signing import new_nonce, sign
-from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink
+from cvcsync.outputs.deadletters import DeadLetter
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink
 from cvcsync_dev.emulator.moto import DUMMY_CREDENTIALS, MotoServer, start_moto
 from cvcsync_dev.emulator.process import start_emulator
 from figures import write_figures

@@ -38,7 +38,8 @@ HEADER = ["userId", "userName", "groupId", "groupName", "departId", "departName"
 PLAN_CHILD = """
 import csv, sys, tempfile, time
 from pathlib import Path
-from cvcsync.engine.plan import PlanInput, build_plan
+from cvcsync.engine.plan import build_plan
+from cvcsync.engine.workspace import PlanInput
 from cvcsync.engine.state import ShadowState
 from cvcsync.inputs.readers import read_records
 path, what = sys.argv[1], sys.argv[2]

@@ -21,7 +21,8 @@ from cvcsync import __version__
 from cvcsync.adapters.cvc import CvcClient
 from cvcsync.config import ENV_LOG_LEVEL
 from cvcsync.errors import ConfigurationError, CvcError, CvcSyncError, InvalidInputError
-from cvcsync.inputs.readers import FORMATS, read_records
+from cvcsync.inputs.formats import FORMATS
+from cvcsync.inputs.readers import read_records
 from cvcsync.inputs.records import RecordError, User, parse_user, user_from_cvc
 from cvcsync.logs import configure_logging
 

@@ -17,11 +17,12 @@ from typing import IO, Any
 import orjson
 
 from cvcsync.adapters.cvc import CvcClient
-from cvcsync.adapters.objects import LocalObjectStore, ObjectStore, S3ObjectStore, parse_location, s3_client
+from cvcsync.adapters.objects import LocalObjectStore, ObjectStore, parse_location
+from cvcsync.adapters.s3 import S3ObjectStore, s3_client
 from cvcsync.config import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, SyncSettings
 from cvcsync.errors import ConfigurationError, InvalidInputError
 from cvcsync.inputs.columns import ColumnMap
-from cvcsync.outputs.deadletters import ObjectDeadLetterSink
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink
 from cvcsync.platform.context import SyncContext
 from cvcsync.platform.runtime import LocalLambdaContext, from_context, local_fc_context
 from cvcsync.runs.continuation import apply_chunk, resume_run

@@ -119,7 +119,7 @@ def test_an_upload_a_queue_a_redrive_and_a_reconcile_at_once_end_in_each_users_l
         for k in range(4):
             for name, options in (("redrive", {"pageSize": 200, "ignoreBackoff": True}), ("reconcile", {})):
                 if name == "reconcile":
-                    options = {"mode": "heal-state" if k % 2 else "report"}
+                    options = {"mode": ("report", "heal-state", "heal-cvc")[k % 3]}
                 try:
                     done.append(task(env, name, **options))
                 except CvcError as exc:  # CVC failing past the retries: the task fails, the next timer runs it

@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvcsync.inputs.changes import CHANGE_FIELDS, MAX_CHANGES, MalformedMessage, UserChange, parse_changes
+from cvcsync.inputs.change_message import MAX_CHANGES
+from cvcsync.inputs.changes import CHANGE_FIELDS, MalformedMessage, UserChange, parse_changes
 from cvcsync.inputs.records import FIELDS, User
 from support.events import load_event
 from support.hostile import HOSTILE_STRINGS, hostile_text, json_ish, mutated, raw_bytes

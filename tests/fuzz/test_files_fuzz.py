@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cvcsync.errors import InvalidInputError
-from cvcsync.inputs.columns import ColumnMap, is_formula_like, spreadsheet_safe
+from cvcsync.inputs.cell_cleanup import is_formula_like, spreadsheet_safe
+from cvcsync.inputs.columns import ColumnMap
 from cvcsync.inputs.readers import read_records
 from cvcsync.inputs.records import FIELDS, RecordError, User, fast_user_json, parse_user
 from support.hostile import HOSTILE_STRINGS, hostile_text, json_ish

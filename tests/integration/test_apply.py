@@ -21,8 +21,9 @@ from cvcsync.config import CvcSettings
 from cvcsync.engine.apply import BUDGET_SPENT, CHECKPOINTED, CIRCUIT_OPEN, DONE, Applier, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
 from cvcsync.engine.outcomes import check_accounting
-from cvcsync.engine.plan import DELTA, FULL, PlanInput, SyncPlan, build_plan
+from cvcsync.engine.plan import build_plan
 from cvcsync.engine.state import ShadowState
+from cvcsync.engine.workspace import DELTA, FULL, PlanInput, SyncPlan
 from cvcsync.inputs.readers import SourceRow
 from cvcsync.inputs.records import parse_user
 from cvcsync.logs import JsonFormatter

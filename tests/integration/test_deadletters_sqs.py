@@ -6,14 +6,9 @@ from typing import Any
 
 import pytest
 
-from cvcsync.adapters.objects import S3ObjectStore
-from cvcsync.outputs.deadletters import (
-    UNREADABLE,
-    DeadLetter,
-    DeadLetterError,
-    ObjectDeadLetterSink,
-    QueueDeadLetterSink,
-)
+from cvcsync.adapters.s3 import S3ObjectStore
+from cvcsync.outputs.deadletters import UNREADABLE, DeadLetter, DeadLetterError
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink, QueueDeadLetterSink
 from support.moto import MotoServer
 
 BUCKET = "cvc-sync-state"

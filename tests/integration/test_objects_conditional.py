@@ -21,8 +21,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from cvcsync.adapters.objects import MULTIPART_THRESHOLD, ObjectStoreError, S3ObjectStore, s3_client
+from cvcsync.adapters.objects import ObjectStoreError
 from cvcsync.adapters.retry import RetryPolicy
+from cvcsync.adapters.s3 import MULTIPART_THRESHOLD, S3ObjectStore, s3_client
 from cvcsync.config import ENV_OBJECT_STORE_FLAVOR, ENV_S3_ADDRESSING_STYLE, ENV_S3_ENDPOINT, ENV_S3_REGION
 
 BUCKET = "cvc-sync-out"

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from cvcsync.adapters.objects import LocalObjectStore, MemoryObjectStore, ObjectStore, ObjectStoreError, S3ObjectStore
+from cvcsync.adapters.objects import LocalObjectStore, MemoryObjectStore, ObjectStore, ObjectStoreError
+from cvcsync.adapters.s3 import S3ObjectStore
 from support.moto import MotoServer
 
 BUCKET = "cvc-user-uploads"

@@ -62,3 +62,20 @@ def test_a_change_with_no_time_at_all_orders_as_its_arrival(env: dict[str, str],
     answer = orjson.loads(handle_queue(orjson.dumps(body), queue_fc(), env=env))
     assert answer["outcomes"]["stale"] == 0 and answer["outcomes"]["updated"] == 1
     assert users(emulator)["u-1"] == "second"
+
+
+def test_a_run_that_wrote_nothing_still_folds_its_in_flight_list(env: dict[str, str], moto: Any, emulator: Any) -> None:
+    """Every write of a queue batch fails and is handed back: the run committed nothing, yet its in-flight list
+    must not outlive it (a later checkout would mark its users uncertain for ever); its commit folds the list in."""
+    emulator.set_faults(error_rate=1.0, seed=1)
+    answer = handle_queue(sqs_event(upsert("u-9", "甲", QUEUE_TIME)), LocalLambdaContext("queue"), env=env)
+    assert answer["outcomes"]["retried"] == 1 and len(answer["batchItemFailures"]) == 1
+    listed = moto.s3_client().list_objects_v2(Bucket=BUCKET, Prefix="cvc-sync/state/in-flight/")
+    assert listed.get("KeyCount", 0) == 0
+    manifest = orjson.loads(
+        moto.s3_client().get_object(Bucket=BUCKET, Key="cvc-sync/state/manifest.json")["Body"].read()
+    )
+    assert manifest["uncertain"] == 1  # CVC may hold what the failed call sent: the state says it does not know
+    emulator.set_faults()
+    again = handle_queue(sqs_event(upsert("u-9", "甲", QUEUE_TIME)), LocalLambdaContext("queue"), env=env)
+    assert again["batchItemFailures"] == [] and users(emulator) == {"u-9": "甲"}

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from cvcsync.adapters.cvc import CvcClient
-from cvcsync.adapters.objects import S3ObjectStore
+from cvcsync.adapters.s3 import S3ObjectStore
 from cvcsync.engine.state import UNCERTAIN, StateStore
 from cvcsync.inputs.events.timer import UnknownTask
 from cvcsync.platform import services

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from cvcsync.adapters.cvc import CvcClient
-from cvcsync.adapters.objects import S3ObjectStore
+from cvcsync.adapters.s3 import S3ObjectStore
 from cvcsync.engine.state import UNCERTAIN, StateStore
 from cvcsync.inputs.records import RecordError, content_hash, parse_user
 

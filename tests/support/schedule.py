@@ -10,7 +10,8 @@ from typing import Any
 
 from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.config import SyncSettings
-from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink
+from cvcsync.outputs.deadletters import DeadLetter
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink
 from cvcsync.platform.context import SyncContext
 from cvcsync.platform.runtime import Invocation
 from cvcsync.schedule.alerts import Alerter

@@ -12,8 +12,9 @@ from cvcsync.adapters.cvc import CvcClient
 from cvcsync.budget import TimeBudget
 from cvcsync.config import CvcSettings
 from cvcsync.engine.apply import BUDGET_SPENT, CHECKPOINTED, Applier, ApplySettings
-from cvcsync.engine.plan import DELTA, PlanInput, build_plan
+from cvcsync.engine.plan import build_plan
 from cvcsync.engine.state import ShadowState
+from cvcsync.engine.workspace import DELTA, PlanInput
 from cvcsync.inputs.readers import SourceRow
 from cvcsync.platform.runtime import Invocation
 from cvcsync_dev.emulator import EmulatorApp, FaultSettings

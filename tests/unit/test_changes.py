@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from cvcsync.errors import InvalidInputError
+from cvcsync.inputs.change_message import MAX_BODY_BYTES, MAX_CHANGES
 from cvcsync.inputs.changes import (
-    MAX_BODY_BYTES,
-    MAX_CHANGES,
     ChangeProblem,
     MalformedMessage,
     UserChange,

@@ -12,17 +12,9 @@ from hypothesis import strategies as st
 from cvcsync.config import ENV_COLUMN_MAP, ENV_COLUMN_PRESET
 from cvcsync.errors import ConfigurationError
 from cvcsync.inputs import columns
-from cvcsync.inputs.columns import (
-    OP_DELETE,
-    OP_UPSERT,
-    ColumnMap,
-    HeaderMapping,
-    department_leaf,
-    is_formula_like,
-    load_presets,
-    normalise_mobile,
-    spreadsheet_safe,
-)
+from cvcsync.inputs.cell_cleanup import department_leaf, is_formula_like, normalise_mobile, spreadsheet_safe
+from cvcsync.inputs.column_presets import OP_DELETE, OP_UPSERT, load_presets
+from cvcsync.inputs.columns import ColumnMap, HeaderMapping
 from cvcsync.inputs.readers import read_records
 from cvcsync.inputs.records import RecordError, User, fast_user_json, parse_user
 from support.exports import export_names, export_path

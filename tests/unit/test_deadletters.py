@@ -20,15 +20,8 @@ from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.config import ENV_DEADLETTER_QUEUE_URL, ENV_DEADLETTER_SINK, ENV_OUTPUT_PREFIX
 from cvcsync.errors import ConfigurationError, CvcBusinessError, InvalidInputError
 from cvcsync.logs import JsonFormatter
-from cvcsync.outputs.deadletters import (
-    UNREADABLE,
-    DeadLetter,
-    DeadLetterError,
-    MemoryDeadLetterSink,
-    ObjectDeadLetterSink,
-    QueueDeadLetterSink,
-    deadletter_sink_from_env,
-)
+from cvcsync.outputs.deadletters import UNREADABLE, DeadLetter, DeadLetterError, MemoryDeadLetterSink
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink, QueueDeadLetterSink, deadletter_sink_from_env
 
 NOW = datetime(2024, 5, 1, 2, 3, 4, 567000, tzinfo=timezone.utc)
 PERSONAL = {"userId": "u-1001", "userName": "张三", "email": "zhangsan@example.com", "mobile": "13812345678"}

@@ -17,16 +17,8 @@ from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from cvcsync.adapters.objects import (
-    LocalObjectStore,
-    Location,
-    MemoryObjectStore,
-    ObjectStoreError,
-    S3ObjectStore,
-    parse_location,
-    s3_client,
-    translate_s3_error,
-)
+from cvcsync.adapters.objects import LocalObjectStore, Location, MemoryObjectStore, ObjectStoreError, parse_location
+from cvcsync.adapters.s3 import S3ObjectStore, s3_client, translate_s3_error
 from cvcsync.config import (
     ENV_AWS_DEFAULT_REGION,
     ENV_AWS_REGION,
@@ -475,7 +467,8 @@ import sys
 from pathlib import Path
 from cvcsync.inputs.events import parse_object_events
 from cvcsync.adapters.objects import LocalObjectStore, MemoryObjectStore, parse_location
-from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink
+from cvcsync.outputs.deadletters import DeadLetter
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink
 parse_object_events(Path({str(Path(__file__).parents[2] / "events/fc/oss-putobject.json")!r}).read_bytes())
 sink = ObjectDeadLetterSink(LocalObjectStore(Path({str(tmp_path)!r})), "b", "dl/")
 sink.put([DeadLetter(record={{}}, source={{}}, error_code="X", error_message="m")])

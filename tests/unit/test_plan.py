@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cvcsync.engine.outcomes import check_accounting
-from cvcsync.engine.plan import DELTA, FULL, PlanInput, SyncPlan, build_plan
+from cvcsync.engine.plan import build_plan
 from cvcsync.engine.state import ShadowState
+from cvcsync.engine.workspace import DELTA, FULL, PlanInput, SyncPlan
 from cvcsync.inputs import columns
 from cvcsync.inputs.readers import SourceRow, read_records
 from cvcsync.inputs.records import parse_user

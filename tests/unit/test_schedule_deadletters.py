@@ -11,13 +11,9 @@ from botocore.stub import Stubber
 
 from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.errors import InvalidInputError
-from cvcsync.outputs.deadletters import (
-    DeadLetter,
-    MemoryDeadLetterSink,
-    ObjectDeadLetterSink,
-    ParkedLetters,
-    QueueDeadLetterSink,
-)
+from cvcsync.outputs.deadletters import DeadLetter, MemoryDeadLetterSink
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink, QueueDeadLetterSink
+from cvcsync.outputs.parked import ParkedLetters
 from support.schedule import START, upload_letter
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/111122223333/cvc-sync-dead-letters"

@@ -19,7 +19,9 @@ from cvcsync.adapters.cvc import CvcClient
 from cvcsync.config import CvcSettings
 from cvcsync.errors import InvalidInputError
 from cvcsync.inputs.events.queue import parse_queue_event
-from cvcsync.outputs.deadletters import DeadLetter, ObjectDeadLetterSink, ParkedLetters
+from cvcsync.outputs.deadletters import DeadLetter
+from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink
+from cvcsync.outputs.parked import ParkedLetters
 from cvcsync.runs.changes import ChangeSyncResult, sync_changes
 from cvcsync.runs.export import sync_source
 from cvcsync.schedule import alerts

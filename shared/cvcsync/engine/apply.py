@@ -29,7 +29,7 @@ from cvcsync.adapters.retry import cut_short
 from cvcsync.budget import TimeBudget
 from cvcsync.engine.circuit import CircuitBreaker, is_systemic
 from cvcsync.engine.outcomes import Outcome
-from cvcsync.engine.plan import CREATE, DELETE, UPDATE, SyncPlan
+from cvcsync.engine.workspace import CREATE, DELETE, UPDATE, SyncPlan
 from cvcsync.errors import CvcBusinessError, CvcError
 
 log = logging.getLogger(__name__)

@@ -148,6 +148,7 @@ class ShadowState:
         *,
         replacing: list[str] | None = None,
         read_after: int | None = None,
+        keep: Iterable[str] = (),
     ) -> None:
         """The users made what CVC was read to hold: ``batches`` of (user_id, hash, record JSON) replace every user
         (with ``replacing``: only those users, plus the ones in ``batches``; a sample). Users an in-flight list
@@ -158,12 +159,18 @@ class ShadowState:
 
         ``read_after``: the generation that was newest when CVC began to be read. A user whose change was committed
         after it may have been written to CVC after its page was read: the read says nothing about it, and its row
-        is kept as it is (the next reconcile compares it)."""
+        is kept as it is (the next reconcile compares it). So are the users in ``keep``: ones the read says nothing
+        about (a listing lacked them and GetUser gave no answer)."""
         self.db.execute("DROP TABLE IF EXISTS temp.fresh")
         self.db.execute(
             "CREATE TEMP TABLE fresh AS SELECT c.user_id, u.hash, u.record, u.synced_at FROM changes AS c "
             "LEFT JOIN users AS u USING (user_id) WHERE c.generation > ?",
             (self.generation + 1 if read_after is None else read_after,),
+        )
+        self.db.executemany(
+            "INSERT INTO temp.fresh SELECT user_id, hash, record, synced_at FROM users WHERE user_id = ? "
+            "AND user_id NOT IN (SELECT user_id FROM temp.fresh)",
+            [(uid,) for uid in keep],
         )
         self.db.execute("DROP TABLE IF EXISTS temp.kept")
         self.db.execute(

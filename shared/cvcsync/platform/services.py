@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from cvcsync.adapters.credentials import default_credentials, from_fc_context
 from cvcsync.adapters.cvc import CvcClient
-from cvcsync.adapters.objects import LocalObjectStore, S3ObjectStore, s3_client
+from cvcsync.adapters.objects import LocalObjectStore
+from cvcsync.adapters.s3 import S3ObjectStore, s3_client
 from cvcsync.config import (
     ENV_AWS_DEFAULT_REGION,
     ENV_AWS_REGION,
@@ -27,7 +28,8 @@ from cvcsync.config import (
     SyncSettings,
 )
 from cvcsync.errors import ConfigurationError
-from cvcsync.outputs.deadletters import LogDeadLetterSink, deadletter_sink_from_env
+from cvcsync.outputs.deadletters import LogDeadLetterSink
+from cvcsync.outputs.letter_sinks import deadletter_sink_from_env
 from cvcsync.platform.context import Dispatcher, SyncContext
 from cvcsync.platform.runtime import FC, LAMBDA, Invocation
 

@@ -38,9 +38,10 @@ from cvcsync import clock
 from cvcsync.engine.apply import Applier, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
 from cvcsync.engine.outcomes import Outcome, Problem, RunReport, check_accounting, final_status
-from cvcsync.engine.plan import DELTA, decide, insert_rows, new_workspace
+from cvcsync.engine.plan import decide
 from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes, repair_letters, settle_writes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
+from cvcsync.engine.workspace import DELTA, insert_rows, new_workspace
 from cvcsync.errors import CvcSyncError
 from cvcsync.inputs.changes import MalformedMessage, UserChange, parse_changes
 from cvcsync.inputs.events.queue import QueueBatch, QueueMessage
@@ -300,7 +301,9 @@ def _remember(applied: list[_Item], ctx: SyncContext, run_id: str, report: RunRe
     # A copy (``duplicate``) settles nothing of its own: its original may have failed in this very batch and be
     # delivered again, and remembering the copy's id would turn that redelivery into a "duplicate" too.
     settled_events = [i.change.event_id for i in applied if i.change.event_id and i.outcome != Outcome.DUPLICATE.value]
-    if not written and not settled_events:
+    # A run that marked users in flight commits even with nothing to record: its commit folds its list into a
+    # generation (those users uncertain there) and removes it, so no list outlives its run.
+    if not written and not settled_events and not report.state.get("inFlight"):
         return
 
     writes = [_write(i) for i in written]

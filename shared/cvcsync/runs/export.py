@@ -20,8 +20,9 @@ from cvcsync import clock
 from cvcsync.adapters.cvc import CvcClient
 from cvcsync.engine import guards as gates
 from cvcsync.engine.outcomes import GuardResult, RunReport, RunStatus
-from cvcsync.engine.plan import CREATE, DELETE, UPDATE, PlanInput, SyncPlan, build_plan
+from cvcsync.engine.plan import build_plan
 from cvcsync.engine.state import ShadowState, StateConflict
+from cvcsync.engine.workspace import CREATE, DELETE, UPDATE, PlanInput, SyncPlan
 from cvcsync.errors import CvcError
 from cvcsync.inputs.columns import ColumnMap
 from cvcsync.inputs.events.types import ObjectUploaded

@@ -24,7 +24,6 @@ from cvcsync import clock
 from cvcsync.engine.apply import CHECKPOINTED, CIRCUIT_OPEN, Applier, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
 from cvcsync.engine.outcomes import Outcome, RunReport, RunStatus, check_accounting, final_status
-from cvcsync.engine.plan import DELETE, SyncPlan
 from cvcsync.engine.settle import DELETE as DELETE_WRITE
 from cvcsync.engine.settle import (
     UPSERT,
@@ -36,6 +35,7 @@ from cvcsync.engine.settle import (
     snapshot_repairs,
 )
 from cvcsync.engine.state import ShadowState
+from cvcsync.engine.workspace import DELETE, SyncPlan
 from cvcsync.errors import CvcSyncError
 from cvcsync.outputs.deadletters import DeadLetter
 from cvcsync.outputs.problems_csv import problems_csv
@@ -137,7 +137,7 @@ def commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
     written = plan.db.execute(
         "SELECT COUNT(*) FROM rows WHERE outcome IN ('created', 'updated', 'deleted', 'deadLettered')"
     ).fetchone()[0]
-    if not written and not accepted:
+    if not written and not accepted and not report.state.get("inFlight"):  # a list to fold: commit all the same
         report.state["generationAfter"] = report.state.get("generationBefore")  # nothing to remember
         return
     generation = ctx.state.commit(changes, run_id=report.run_id, snapshot_rows=plan.valid_users() if accepted else None)

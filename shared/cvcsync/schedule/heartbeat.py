@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from cvcsync.outputs.deadletters import PARKED_DIR, ParkedLetters
+from cvcsync.outputs.parked import PARKED_DIR, ParkedLetters
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import LAST_SYNC_META, ScheduleContext, is_scheduled_run, iso, parse_time, read_options
 

@@ -47,15 +47,17 @@ from typing import Any
 
 import orjson
 
+from cvcsync import clock
 from cvcsync.budget import TimeBudget
 from cvcsync.engine import guards
 from cvcsync.engine.apply import Applier, ApplySettings
 from cvcsync.engine.circuit import AUTH_CODES, CircuitBreaker
 from cvcsync.engine.outcomes import Outcome
-from cvcsync.engine.plan import DELTA, insert_rows, new_workspace
 from cvcsync.engine.reconcile import SAMPLE as LISTED
 from cvcsync.engine.reconcile import Drift
+from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes, repair_letters, settle_writes
 from cvcsync.engine.state import ShadowState
+from cvcsync.engine.workspace import DELTA, insert_rows, new_workspace
 from cvcsync.errors import CvcBusinessError, CvcError, InvalidInputError
 from cvcsync.inputs.records import RecordError, content_hash, parse_user, user_from_cvc
 from cvcsync.schedule import alerts
@@ -273,7 +275,7 @@ class Reconcile:
         """Users the state holds and the listing lacked, asked for one by one before the state forgets them: a
         listing is paged, and a page that shifted under concurrent writes skips users that exist. Found ones join
         the directory; ones CVC says it lacks stay missing; the rest (no answer, no time) are returned, to be kept
-        uncertain rather than forgotten."""
+        as the state holds them rather than forgotten (the read says nothing about them)."""
         unsure: list[str] = []
         found: list[dict[str, Any]] = []
         for user_id in missing:
@@ -338,8 +340,7 @@ class Reconcile:
 
         def changes(target: ShadowState) -> None:
             carry_last_sync(target)
-            target.fold_in_flight([(uid, None) for uid in unsure])  # kept as the state holds them, uncertain
-            target.rebuild(cvc_rows(), replacing=missing if sampled else None, read_after=self.read_after)
+            target.rebuild(cvc_rows(), replacing=missing if sampled else None, read_after=self.read_after, keep=unsure)
             in_flight[:] = [target.in_flight_count()]
 
         generation = self.ctx.sync.state.commit(changes, run_id=self.run_id, settles_in_flight=False)
@@ -394,7 +395,11 @@ class Reconcile:
                 concurrency=settings.concurrency,
                 budget=TimeBudget.until(self.deadline, settings.deadline_margin),
             )
+            if rows:  # a writer like every other (runs.lifecycle): in flight first, settled after
+                self.ctx.sync.state.mark_in_flight(self.run_id, plan.in_flight())
             Applier(self.ctx.sync.cvc, applier_settings, breaker=self.breaker).run(plan)
+            if rows:
+                heal["repairs"] = self._settle_heal(plan, state)
             outcomes = plan.outcome_counts()
             failures = [
                 {"userId": uid, "code": orjson.loads(error).get("code") if error else None}
@@ -432,6 +437,33 @@ class Reconcile:
             },
         )
         return heal
+
+    def _settle_heal(self, plan: Any, state: ShadowState) -> int:
+        """Commit what the heal wrote through the one rule (``engine.settle``). A pushed user is the state's last
+        change applied again, at that change's time; a deleted outsider is a change of now. Whatever another writer
+        committed since the state was read wins, and is applied again if this heal may have overwritten it."""
+        ids = [uid for (uid,) in plan.db.execute("SELECT user_id FROM rows")]
+        known = last_changes(state, ids)
+        now = clock.stamp(clock.now())
+        writes: list[Write] = []
+        # Only what went through: a push that failed leaves the state as it was (it still holds the content CVC
+        # lacks), and the next reconcile tries again; no dead letter is written for a heal.
+        query = "SELECT user_id, op, hash, record FROM rows WHERE outcome IN ('updated', 'deleted')"
+        for user_id, op, digest, record in plan.db.execute(query):
+            if op == "delete":
+                writes.append(Write(user_id, now, DELETE))
+            else:
+                writes.append(Write(user_id, known.get(user_id) or clock.stamp(clock.EPOCH), UPSERT, digest, record))
+        repairs: list[Repair] = []
+
+        def changes(target: ShadowState) -> None:
+            carry_last_sync(target)
+            repairs[:] = settle_writes(target, writes, base_generation=state.generation)
+
+        self.ctx.sync.state.commit(changes, run_id=self.run_id)
+        if repairs and self.ctx.sync.sink is not None:
+            self.ctx.sync.sink.put(repair_letters(repairs, run_id=self.run_id, source={"kind": "repair"}))
+        return len(repairs)
 
     def _refused(self, why: str) -> None:
         self.ctx.alerter.raise_alert(

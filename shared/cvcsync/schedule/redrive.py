@@ -50,12 +50,14 @@ from cvcsync import clock
 from cvcsync.engine.apply import Applier, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
 from cvcsync.engine.outcomes import Outcome, check_accounting
-from cvcsync.engine.plan import DELTA, decide, insert_rows, new_workspace
+from cvcsync.engine.plan import decide
 from cvcsync.engine.settle import Repair, Write, last_changes, repair_letters, settle_writes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
+from cvcsync.engine.workspace import DELTA, insert_rows, new_workspace
 from cvcsync.errors import CvcSyncError
 from cvcsync.inputs.records import RecordError, content_hash, parse_user
-from cvcsync.outputs.deadletters import PARKED_DIR, DeadLetter, ParkedLetters, StoredLetter
+from cvcsync.outputs.deadletters import DeadLetter, StoredLetter
+from cvcsync.outputs.parked import PARKED_DIR, ParkedLetters
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import ScheduleContext, carry_last_sync, iso, read_options
 
@@ -185,6 +187,7 @@ class Redrive:
         self._handled: set[str] = set()  # identities settled in this pass: our own re-puts are not met twice
         self._workdir: Path | None = None
         self._state: ShadowState | None = None
+        self._marked = False  # this page wrote an in-flight list: its commit must fold it, whatever it applied
 
     # -- the pass -------------------------------------------------------------------------------------------------
 
@@ -310,6 +313,7 @@ class Redrive:
                 # Before the first write, as every writer does (``engine.state``): a reconcile or a checkout meanwhile
                 # knows these users may change; this page's commit folds the list in and removes it.
                 sync.state.mark_in_flight(f"{self.run_id}-page-{self.report.pages}", plan.in_flight())
+                self._marked = True
             Applier(sync.cvc, settings, breaker=self.breaker).run(plan)
             results = plan.db.execute("SELECT line, outcome, error FROM rows").fetchall()
         finally:
@@ -330,8 +334,9 @@ class Redrive:
         """Commit what CVC now holds. A redriven change is recorded at its own event time, not the redrive's: a
         newer letter for the same user met later in the pass must still win over the older one applied now, and
         a change older than this one that arrives later is stale."""
-        if not items:
+        if not items and not self._marked:
             return
+        self._marked = False  # this commit folds the page's in-flight list and removes it
         writes = [
             Write(
                 i.user_id,

@@ -1,0 +1,359 @@
+"""The plan workspace: one SQLite file per run holding every row or change, its operation and, once applied, its
+outcome (``SyncPlan``). Memory stays flat at any size; a checkpoint saves the file and a continuation loads it.
+``engine.plan`` fills and decides it; ``engine.apply`` reads the pending operations and records outcomes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from cvcsync.engine.outcomes import Outcome, Problem
+from cvcsync.inputs.records import content_hash
+
+if TYPE_CHECKING:
+    from cvcsync.inputs.columns import ColumnMap
+    from cvcsync.inputs.readers import SourceRow
+from cvcsync.engine.state import ShadowState
+
+FULL, DELTA = "full", "delta"
+FULL, DELTA = "full", "delta"
+MODES = (FULL, DELTA)
+INSERT_BATCH = 5000
+OUTCOME_SEQS = 500  # row numbers per UPDATE of outcomes (under SQLite's old limit of 999 parameters)
+# The workspace is scratch: a crash loses nothing a re-plan would not rebuild, so no journal and no fsync.
+WORKSPACE_PRAGMAS = (
+    "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+)
+
+SCHEMA = """
+CREATE TABLE rows (
+    seq INTEGER PRIMARY KEY,
+    line INTEGER,
+    user_id TEXT,
+    kind TEXT NOT NULL,
+    op TEXT,
+    hash TEXT,
+    record TEXT,
+    old TEXT,
+    problem TEXT,
+    outcome TEXT,
+    error TEXT,
+    chunk INTEGER,
+    origin TEXT
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Planned operations: what apply will send, in the order it sends them (deletes first free licensed capacity).
+CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE = "create", "update", "unchanged", "delete", "reject", "duplicate"
+STALE = "stale"  # the state knows a newer change of this user (event time, ``clock``): writing would undo it
+WRITE_OPS = (DELETE, CREATE, UPDATE)
+_SETTLED = {
+    UNCHANGED: Outcome.UNCHANGED.value,
+    REJECT: Outcome.REJECTED.value,
+    DUPLICATE: Outcome.REJECTED.value,
+    STALE: Outcome.STALE.value,
+}
+
+
+@dataclass
+class PlanInput:
+    rows: Iterable[SourceRow]
+    mode: str
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    mapper: ColumnMap | None = None  # None: the document's names and the presets (``ColumnMap()``)
+    source: dict[str, Any] = field(default_factory=dict)
+    as_of: str | None = None  # the input's event time (``clock.stamp``): newer changes in the state win over it
+
+
+class SyncPlan:
+    """A plan in its SQLite workspace: counts, pending operations, outcomes as they are recorded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    @classmethod
+    def from_artefact(cls, saved: Mapping[str, Any], workdir: Path) -> SyncPlan:
+        """Rebuild a plan from its dry-run artefact, so that applying it sends exactly what it lists."""
+        plan = cls(workdir / f"plan-{saved['planId']}.sqlite")
+        plan.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
+        plan.set_meta("plan_id", str(saved["planId"]))
+        plan.set_meta("mode", str(saved.get("mode", FULL)))
+        plan.set_meta("state_generation", str(saved.get("stateGeneration", 0)))
+        plan.set_meta("source", orjson.dumps(saved.get("source", {})).decode())
+        rows = []
+        for op in saved.get("operations", []):
+            kind = {
+                DELETE: "delete" if op.get("line") is not None else "implied",
+                REJECT: "reject",
+                DUPLICATE: "upsert",
+            }.get(op["op"], "upsert")
+            record = orjson.dumps(op["new"]) if "new" in op else None
+            outcome = op.get("outcome") or _SETTLED.get(op["op"])
+            rows.append(
+                (
+                    op["seq"],
+                    op.get("line"),
+                    op.get("userId"),
+                    kind,
+                    op["op"],
+                    content_hash(record) if record else None,
+                    record.decode() if record else None,
+                    orjson.dumps(op["old"]).decode() if "old" in op else None,
+                    orjson.dumps(op["problem"]).decode() if "problem" in op else None,
+                    outcome,
+                )
+            )
+        plan.db.execute("BEGIN")
+        plan.db.executemany(
+            "INSERT INTO rows (seq, line, user_id, kind, op, hash, record, old, problem, outcome) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        plan.db.execute("COMMIT")
+        return plan
+
+    # -- metadata -------------------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def plan_id(self) -> str:
+        return self.meta("plan_id") or ""
+
+    @property
+    def mode(self) -> str:
+        return self.meta("mode") or FULL
+
+    @property
+    def state_generation(self) -> int:
+        return int(self.meta("state_generation") or 0)
+
+    @property
+    def notices(self) -> dict[str, Any]:
+        """How many notices the mapping raised, and the first few (unmapped columns, formula-like cells...)."""
+        raw = self.meta("notices")
+        return dict(orjson.loads(raw)) if raw else {"count": 0, "first": []}
+
+    @property
+    def source(self) -> dict[str, Any]:
+        raw = self.meta("source")
+        return dict(orjson.loads(raw)) if raw else {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- counts ---------------------------------------------------------------------------------------------
+
+    def op_counts(self) -> dict[str, int]:
+        counts = {op: 0 for op in (CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE)}
+        for op, n in self.db.execute("SELECT op, COUNT(*) FROM rows GROUP BY op"):
+            counts[op] = n
+        return counts
+
+    def rows_read(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE kind != 'implied'").fetchone()[0])
+
+    def implied_deletions(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE kind = 'implied'").fetchone()[0])
+
+    def valid_users(self) -> int:
+        """Distinct users the input wants present (what the completeness gate compares)."""
+        query = "SELECT COUNT(*) FROM rows WHERE op IN ('create', 'update', 'unchanged')"
+        return int(self.db.execute(query).fetchone()[0])
+
+    def outcome_counts(self) -> dict[str, int]:
+        counts = {o.value: 0 for o in Outcome}
+        for outcome, n in self.db.execute("SELECT outcome, COUNT(*) FROM rows WHERE outcome IS NOT NULL GROUP BY 1"):
+            counts[outcome] = n
+        return counts
+
+    def pending_count(self, chunk: int | None = None) -> int:
+        query = "SELECT COUNT(*) FROM rows WHERE outcome IS NULL"
+        if chunk is None:
+            return int(self.db.execute(query).fetchone()[0])
+        return int(self.db.execute(query + " AND chunk = ?", (chunk,)).fetchone()[0])
+
+    # -- operations -----------------------------------------------------------------------------------------
+
+    def pending(self, op: str, chunk: int | None = None) -> Iterator[tuple[int, str, str | None]]:
+        """(seq, user_id, record JSON) of operations not yet done, in input order."""
+        query = "SELECT seq, user_id, record FROM rows WHERE op = ? AND outcome IS NULL"
+        args: tuple[Any, ...] = (op,)
+        if chunk is not None:
+            query += " AND chunk = ?"
+            args += (chunk,)
+        yield from self.db.execute(query + " ORDER BY seq", args).fetchall()
+
+    def record_outcomes(self, results: Iterable[tuple[int, str, str | None]]) -> None:
+        """(seq, outcome, error JSON) of finished operations.
+
+        Outcomes without an error (nearly all) are written by outcome, one statement per OUTCOME_SEQS rows
+        (apply records a batch of 100 after every call: row by row, that was most of the apply thread's time).
+        """
+        last = {seq: (outcome, error) for seq, outcome, error in results}  # a row recorded twice: the later wins
+        plain: dict[str, list[int]] = {}
+        failed: list[tuple[str, str, int]] = []
+        for seq, (outcome, error) in last.items():
+            if error is None:
+                plain.setdefault(outcome, []).append(seq)
+            else:
+                failed.append((outcome, error, seq))
+        self.db.execute("BEGIN")
+        for outcome, seqs in plain.items():
+            for start in range(0, len(seqs), OUTCOME_SEQS):
+                part = seqs[start : start + OUTCOME_SEQS]
+                marks = ",".join("?" * len(part))
+                self.db.execute(
+                    f"UPDATE rows SET outcome = ?, error = NULL WHERE seq IN ({marks})",  # noqa: S608  # nosec B608 - marks only
+                    (outcome, *part),
+                )
+        if failed:
+            self.db.executemany("UPDATE rows SET outcome = ?, error = ? WHERE seq = ?", failed)
+        self.db.execute("COMMIT")
+
+    def skip_pending(self, ops: Iterable[str]) -> int:
+        """Guard refusal: pending operations of these kinds end as skipped-by-guard."""
+        marks = ",".join("?" for _ in ops)
+        cursor = self.db.execute(
+            f"UPDATE rows SET outcome = ? WHERE outcome IS NULL AND op IN ({marks})",  # noqa: S608 - placeholders only  # nosec B608
+            (Outcome.SKIPPED_BY_GUARD.value, *ops),
+        )
+        return cursor.rowcount
+
+    def assign_chunks(self, chunk_size: int) -> int:
+        """Number pending write operations into chunks of ``chunk_size`` (deletes first); return the chunk count."""
+        seqs = [
+            seq
+            for op in WRITE_OPS
+            for (seq,) in self.db.execute("SELECT seq FROM rows WHERE op = ? AND outcome IS NULL ORDER BY seq", (op,))
+        ]
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "UPDATE rows SET chunk = ? WHERE seq = ?", [(i // chunk_size, s) for i, s in enumerate(seqs)]
+        )
+        self.db.execute("COMMIT")
+        return (len(seqs) + chunk_size - 1) // chunk_size
+
+    def problems(self, limit: int | None = None) -> Iterator[Problem]:
+        """Rejections and dead letters, in input order."""
+        query = (
+            "SELECT line, user_id, problem, error FROM rows WHERE outcome IN ('rejected', 'deadLettered') ORDER BY seq"
+        )
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        for line, user_id, problem, error in self.db.execute(query):
+            detail = orjson.loads(problem or error or b"{}")
+            yield Problem(
+                str(detail.get("code", "Unknown")),
+                str(detail.get("message", "")),
+                line,
+                user_id,
+                detail.get("requestId"),
+            )
+
+    def problem_count(self) -> int:
+        query = "SELECT COUNT(*) FROM rows WHERE outcome IN ('rejected', 'deadLettered')"
+        return int(self.db.execute(query).fetchone()[0])
+
+    def groups(self) -> frozenset[str]:
+        """The distinct groupIds of the users this input wants present."""
+        query = "SELECT DISTINCT json_extract(record, '$.groupId') FROM rows "
+        query += "WHERE op IN ('create', 'update', 'unchanged')"
+        return frozenset(str(g) for (g,) in self.db.execute(query) if g is not None)
+
+    def in_flight(self) -> Iterator[tuple[str, str | None]]:
+        """(user_id, record JSON for a create else None) of every write still to send: the state's in-flight list."""
+        query = "SELECT user_id, CASE WHEN op = 'create' THEN record END FROM rows WHERE outcome IS NULL AND op IN "
+        yield from self.db.execute(query + "('create', 'update', 'delete') ORDER BY seq")
+
+    def users_named(self, user_ids: list[str]) -> dict[str, tuple[str, str] | None]:
+        """Which of ``user_ids`` the plan names, with (hash, record) of the row that wins for a valid one and None
+        for a user named only by invalid rows (an invalid row protects its user too)."""
+        marks = ",".join("?" * len(user_ids))
+        query = (
+            f"SELECT user_id, hash, record FROM rows WHERE user_id IN ({marks}) "  # noqa: S608 - marks only  # nosec B608
+            "ORDER BY user_id, (op IN ('create', 'update', 'unchanged', 'stale') AND record IS NOT NULL), seq"
+        )
+        named: dict[str, tuple[str, str] | None] = {}
+        for uid, digest, record in self.db.execute(query, user_ids):
+            named[uid] = (digest, record) if digest and record else named.get(uid)
+        return named
+
+    def changes_for_state(self) -> tuple[Iterator[tuple[str, str, str]], Iterator[str]]:
+        """What CVC now holds because of this plan: upserts that succeeded and deletes that succeeded."""
+        upserts = self.db.execute(
+            "SELECT user_id, hash, record FROM rows WHERE outcome IN ('created', 'updated') ORDER BY seq"
+        )
+        deletes = (uid for (uid,) in self.db.execute("SELECT user_id FROM rows WHERE outcome = 'deleted'"))
+        return upserts, deletes
+
+    def operations(self) -> Iterator[dict[str, Any]]:
+        """Every planned operation for the dry-run artefact: creates, updates (old -> new), deletes, rejections."""
+        query = "SELECT seq, line, user_id, op, record, old, problem, outcome FROM rows ORDER BY seq"
+        for seq, line, user_id, op, record, old, problem, outcome in self.db.execute(query):
+            entry: dict[str, Any] = {"seq": seq, "op": op, "userId": user_id}
+            if line is not None:
+                entry["line"] = line
+            if op in (CREATE, UPDATE, UNCHANGED):
+                entry["new"] = orjson.loads(record)
+            if op in (UPDATE, DELETE) and old:
+                entry["old"] = orjson.loads(old)
+            if op == UPDATE and old:
+                entry["changed"] = sorted(
+                    k for k in set(entry["new"]) | set(entry["old"]) if entry["new"].get(k) != entry["old"].get(k)
+                )
+            if problem:
+                entry["problem"] = orjson.loads(problem)
+            if outcome:
+                entry["outcome"] = outcome
+            yield entry
+
+
+def new_workspace(workdir: Path, *, mode: str, state: ShadowState, source: dict[str, Any]) -> SyncPlan:
+    """An empty plan workspace for a run against ``state``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    plan_id = str(uuid.uuid4())
+    plan = SyncPlan(workdir / f"plan-{plan_id}.sqlite")
+    # The rows ``decide`` still has to settle (deletes; upserts inserted with no op) by kind: a small index, so
+    # settling them never scans a million planned creates.
+    plan.db.executescript(WORKSPACE_PRAGMAS + SCHEMA + "CREATE INDEX rows_undecided ON rows (kind) WHERE op IS NULL;")
+    plan.set_meta("plan_id", plan_id)
+    plan.set_meta("mode", mode)
+    plan.set_meta("state_generation", str(state.generation))
+    plan.set_meta("source", orjson.dumps(source).decode())
+    return plan
+
+
+INSERT_ROW = (
+    "INSERT INTO rows (line, user_id, kind, op, hash, record, problem, outcome, origin) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+
+
+def insert_rows(plan: SyncPlan, entries: Iterable[tuple[Any, ...]]) -> None:
+    """Rows as (line, user_id, kind, op, hash, record, problem, outcome, origin), in batches."""
+    db = plan.db
+    db.execute("BEGIN")
+    batch: list[tuple[Any, ...]] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) >= INSERT_BATCH:
+            db.executemany(INSERT_ROW, batch)
+            batch.clear()
+    if batch:
+        db.executemany(INSERT_ROW, batch)
+    db.execute("COMMIT")

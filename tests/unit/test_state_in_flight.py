@@ -167,3 +167,25 @@ def test_the_manifest_follows_every_commit_in_order() -> None:
     for n in range(1, 6):
         assert store.commit(lambda state: None, run_id=f"run-{n}") == n
         assert manifest_of(objects)["generation"] == n
+
+
+def test_a_checkout_between_a_commit_and_its_list_removal_does_not_fold_the_settled_list(tmp_path: Path) -> None:
+    """A run commits (its generation settles its in-flight list) and removes the list just after. A checkout in
+    between sees the new generation and the list still there: folding it again would leave the run's users
+    uncertain for ever, since the run has committed already. The generation remembers which lists it settled."""
+    objects = MemoryObjectStore()
+    store = StateStore(objects, BUCKET, "s/")
+    store.mark_in_flight("run-a", iter([("u1", '{"userId":"u1"}')]))
+    listed = objects.get_bytes(BUCKET, store.in_flight_key("run-a"))
+    assert listed is not None
+
+    def run_a(state: ShadowState) -> None:  # run-a wrote u1 and commits it
+        state.upsert([("u1", "h1", '{"userId":"u1"}')])
+
+    store.commit(run_a, run_id="run-a")
+    objects.put_bytes(BUCKET, store.in_flight_key("run-a"), listed)  # as if the removal had not happened yet
+    state = store.checkout(tmp_path)
+    try:
+        assert state.get("u1") == ("h1", {"userId": "u1"}) and state.in_flight_keys == []
+    finally:
+        state.close()

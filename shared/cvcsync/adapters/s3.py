@@ -385,14 +385,18 @@ class S3ObjectStore:
 
     def _write_id_of(self, bucket: str, key: str) -> str | None:
         """The write id of the object at ``key`` ("" when it carries none), or ``None`` when there is no object."""
+        response = self._head_object(bucket, key)
+        return None if response is None else str((response.get("Metadata") or {}).get(_WRITE_ID, ""))
+
+    def _head_object(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """HeadObject's answer, or None when there is no such object."""
         try:
             with _translating("head", bucket, key):
-                response = self.client.head_object(Bucket=bucket, Key=key)
+                return dict(self.client.head_object(Bucket=bucket, Key=key))
         except ObjectStoreError as exc:
             if exc.code == "NoSuchKey":
                 return None
             raise
-        return str((response.get("Metadata") or {}).get(_WRITE_ID, ""))
 
     def _multipart_if_absent(
         self, bucket: str, key: str, path: Path, content_type: str, metadata: dict[str, str]
@@ -435,13 +439,9 @@ class S3ObjectStore:
         return True
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        try:
-            with _translating("head", bucket, key):
-                response = self.client.head_object(Bucket=bucket, Key=key)
-        except ObjectStoreError as exc:
-            if exc.code == "NoSuchKey":
-                return None
-            raise
+        response = self._head_object(bucket, key)
+        if response is None:
+            return None
         etag = str(response.get("ETag") or "").strip('"') or None
         return ObjectInfo(size=int(response.get("ContentLength") or 0), etag=etag)
 

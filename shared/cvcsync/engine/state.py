@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (user_id TEXT PRIMARY KEY, occurred_at TEXT NOT NULL, op TEXT NOT NULL,
     generation INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settled_lists (key TEXT PRIMARY KEY, generation INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS in_flight (user_id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
 """
 UNCERTAIN = ""  # the hash of a user a run may have written without recording it: it matches no content
@@ -61,6 +62,7 @@ IN_FLIGHT_DIR = "in-flight/"
 EVENT_MEMORY_DAYS = 7
 MAX_COMMIT_ATTEMPTS = 8
 KEEP_GENERATIONS = 3
+SETTLED_LISTS_KEPT = 1000  # generations for which the state remembers which in-flight lists they settled
 
 
 class StateConflict(CvcSyncError):
@@ -302,7 +304,10 @@ class StateStore:
     def _fold_in_flight(self, state: ShadowState, workdir: Path) -> None:
         keys = sorted(self.store.list_keys(self.bucket, self.prefix + IN_FLIGHT_DIR))
         packed = workdir / "in-flight.ndjson.gz"
+        settled = {k for (k,) in state.db.execute("SELECT key FROM settled_lists")}
         for key in keys:
+            if key in settled:
+                continue  # already folded into this generation by a commit that is removing it: its marks are in
             if not self.store.download_file(self.bucket, key, packed):
                 continue  # a commit folded it in and removed it meanwhile
             batch: list[tuple[str, str | None]] = []
@@ -370,6 +375,17 @@ class StateStore:
                 try:
                     state.db.execute("BEGIN")
                     changes(state)
+                    if settles_in_flight:
+                        # The lists this commit folds in are done once it lands, even before their objects are removed:
+                        # a checkout in between must not fold them again (their users would stay uncertain for ever).
+                        generation_next = state.generation + 1
+                        state.db.executemany(
+                            "INSERT OR REPLACE INTO settled_lists (key, generation) VALUES (?, ?)",
+                            [(key, generation_next) for key in state.in_flight_keys],
+                        )
+                        state.db.execute(
+                            "DELETE FROM settled_lists WHERE generation < ?", (generation_next - SETTLED_LISTS_KEPT,)
+                        )
                     if snapshot_rows is not None:
                         state.set_meta("snapshot_rows", str(snapshot_rows))
                     state.set_meta("run_id", run_id)

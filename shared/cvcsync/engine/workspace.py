@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -344,11 +344,27 @@ INSERT_ROW = (
 )
 
 
-def insert_rows(plan: SyncPlan, entries: Iterable[tuple[Any, ...]]) -> None:
-    """Rows as (line, user_id, kind, op, hash, record, problem, outcome, origin), in batches."""
+class PlanRow(NamedTuple):
+    """One row a writer puts in the workspace (``insert_rows``): ``kind`` is ``upsert``, ``delete`` or
+    ``settled`` (decided before planning, with its ``outcome``); ``op`` is left to ``engine.plan.decide`` unless
+    the writer knows it; ``origin`` is JSON saying where the row came from."""
+
+    line: int
+    user_id: str
+    kind: str
+    op: str | None = None
+    hash: str | None = None
+    record: str | None = None
+    problem: str | None = None
+    outcome: str | None = None
+    origin: str | None = None
+
+
+def insert_rows(plan: SyncPlan, entries: Iterable[PlanRow]) -> None:
+    """The rows, in batches."""
     db = plan.db
     db.execute("BEGIN")
-    batch: list[tuple[Any, ...]] = []
+    batch: list[PlanRow] = []
     for entry in entries:
         batch.append(entry)
         if len(batch) >= INSERT_BATCH:

@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,7 +42,7 @@ from cvcsync.engine.outcomes import Outcome, Problem, RunReport, check_accountin
 from cvcsync.engine.plan import decide
 from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes, repair_letters, settle_writes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
-from cvcsync.engine.workspace import DELTA, insert_rows, new_workspace
+from cvcsync.engine.workspace import DELTA, PlanRow, insert_rows, new_workspace
 from cvcsync.errors import CvcSyncError
 from cvcsync.inputs.changes import MalformedMessage, UserChange, parse_changes
 from cvcsync.inputs.events.queue import QueueBatch, QueueMessage
@@ -74,7 +75,9 @@ class ChangeEntry:
 class ChangeBatch:
     """Everything one run writes. ``writer`` names who (``queue``, ``http``: the circuit alert's source);
     ``malformed``: inputs that never became changes, dead-lettered as they are; ``rejected``: inputs the writer
-    refused and answered itself (an HTTP entry that is no valid user). Each of those is one record of the run."""
+    refused and answered itself (an HTTP entry that is no valid user). Each of those is one record of the run.
+    ``dead_letters=False``: the writer keeps its failed entries itself (the redrive re-puts its letters with their
+    history); ``on_commit``: what else the writer records in the same state commit."""
 
     writer: str
     source: dict[str, Any]
@@ -82,6 +85,8 @@ class ChangeBatch:
     malformed: list[DeadLetter] = field(default_factory=list)
     rejected: list[Problem] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    dead_letters: bool = True
+    on_commit: Callable[[ShadowState], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,15 +177,15 @@ def _settle(items: list[_Item], state: ShadowState) -> None:
             item.outcome = Outcome.SUPERSEDED.value
 
 
-def _row(index: int, item: _Item) -> tuple[Any, ...]:
+def _row(index: int, item: _Item) -> PlanRow:
     change = item.change
     origin = orjson.dumps(item.origin).decode()
     if item.outcome is not None:
-        return (index, change.user_id, "settled", item.outcome, None, None, None, item.outcome, origin)
+        return PlanRow(index, change.user_id, "settled", op=item.outcome, outcome=item.outcome, origin=origin)
     if change.op == "delete" or change.user is None:
-        return (index, change.user_id, "delete", None, None, None, None, None, origin)
+        return PlanRow(index, change.user_id, "delete", origin=origin)
     payload = change.user.to_json()
-    return (index, change.user_id, "upsert", None, content_hash(payload), payload.decode(), None, None, origin)
+    return PlanRow(index, change.user_id, "upsert", hash=content_hash(payload), record=payload.decode(), origin=origin)
 
 
 def _unsent(breaker: CircuitBreaker) -> dict[str, Any]:
@@ -242,7 +247,8 @@ def run_changes(
     if items:
         _plan_and_apply(items, ctx, report, breaker)
     letters = list(batch.malformed)
-    letters.extend(_change_letter(item, run_id) for item in items if item.outcome == Outcome.DEAD_LETTERED.value)
+    if batch.dead_letters:
+        letters.extend(_change_letter(i, run_id) for i in items if i.outcome == Outcome.DEAD_LETTERED.value)
 
     # A malformed input or a rejected entry is one record: its changes are unknowable.
     report.rows_read = len(items) + len(batch.malformed) + len(batch.rejected)
@@ -259,7 +265,7 @@ def run_changes(
                 f"{len(letters)} changes failed and no dead-letter sink is configured", code="NoDeadLetterSink"
             )
         report.dead_letters = ctx.sink.put(letters)
-    _remember([i for i in items if i.outcome != Outcome.RETRIED.value], ctx, run_id, report)
+    _remember([i for i in items if i.outcome != Outcome.RETRIED.value], ctx, batch, report)
     report.calls = {
         k: n - ctx.calls_baseline.get(k, 0) for k, n in ctx.cvc.calls.items() if n > ctx.calls_baseline.get(k, 0)
     }
@@ -295,7 +301,7 @@ def run_changes(
     return ChangeRun(report, [EntryResult(str(i.outcome), i.error) for i in items], breaker.open)
 
 
-def _remember(applied: list[_Item], ctx: SyncContext, run_id: str, report: RunReport) -> None:
+def _remember(applied: list[_Item], ctx: SyncContext, batch: ChangeBatch, report: RunReport) -> None:
     """What CVC now holds, the last change time per user, and the event ids that are settled."""
     written = [i for i in applied if i.outcome in _WRITTEN or i.outcome == Outcome.DEAD_LETTERED.value]
     # A copy (``duplicate``) settles nothing of its own: its original may have failed in this very batch and be
@@ -306,10 +312,13 @@ def _remember(applied: list[_Item], ctx: SyncContext, run_id: str, report: RunRe
     if not written and not settled_events and not report.state.get("inFlight"):
         return
 
+    run_id = batch.run_id
     writes = [_write(i) for i in written]
     repairs: list[Repair] = []
 
     def changes(state: ShadowState) -> None:
+        if batch.on_commit is not None:
+            batch.on_commit(state)
         # One rule for every writer (``engine.settle``), against the generation this run planned on.
         base = report.state.get("generationBefore")
         repairs[:] = settle_writes(state, writes, base_generation=base if isinstance(base, int) else None)

@@ -57,7 +57,7 @@ from cvcsync.engine.reconcile import SAMPLE as LISTED
 from cvcsync.engine.reconcile import Drift
 from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes, repair_letters, settle_writes
 from cvcsync.engine.state import ShadowState
-from cvcsync.engine.workspace import DELTA, insert_rows, new_workspace
+from cvcsync.engine.workspace import DELTA, PlanRow, insert_rows, new_workspace
 from cvcsync.errors import CvcBusinessError, CvcError, InvalidInputError
 from cvcsync.inputs.records import RecordError, content_hash, parse_user, user_from_cvc
 from cvcsync.schedule import alerts
@@ -380,15 +380,15 @@ class Reconcile:
             self._refused(heal["refused"])
         plan = new_workspace(workdir, mode=DELTA, state=state, source={"kind": "reconcile"})
         try:
-            rows: list[tuple[Any, ...]] = []
+            rows: list[PlanRow] = []
             if send_upserts:
                 wanted = f"{directory.only_in_state()} UNION {directory.different()}"
                 query = f"SELECT user_id, hash, record FROM main.users WHERE user_id IN ({wanted}) ORDER BY user_id"  # noqa: S608 - constants  # nosec B608
                 for user_id, digest, record in directory.db.execute(query):
-                    rows.append((len(rows) + 1, user_id, "upsert", "update", digest, record, None, None, None))
+                    rows.append(PlanRow(len(rows) + 1, user_id, "upsert", "update", digest, record))
             if not refused:
                 for (user_id,) in directory.db.execute(directory.only_in_cvc() + " ORDER BY 1"):
-                    rows.append((len(rows) + 1, user_id, "delete", "delete", None, None, None, None, None))
+                    rows.append(PlanRow(len(rows) + 1, user_id, "delete", "delete"))
             insert_rows(plan, rows)
             applier_settings = ApplySettings(
                 batch_size=self.ctx.sync.cvc.settings.batch_size,

@@ -44,20 +44,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from cvcsync import clock
-from cvcsync.engine.apply import Applier, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
-from cvcsync.engine.outcomes import Outcome, check_accounting
-from cvcsync.engine.plan import decide
-from cvcsync.engine.settle import Repair, Write, last_changes, repair_letters, settle_writes
+from cvcsync.engine.outcomes import check_accounting
+from cvcsync.engine.settle import last_changes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
-from cvcsync.engine.workspace import DELTA, insert_rows, new_workspace
 from cvcsync.errors import CvcSyncError
-from cvcsync.inputs.records import RecordError, content_hash, parse_user
+from cvcsync.inputs.changes import DELETE, UPSERT, UserChange
+from cvcsync.inputs.records import RecordError, User, parse_user
 from cvcsync.outputs.deadletters import DeadLetter, StoredLetter
 from cvcsync.outputs.parked import PARKED_DIR, ParkedLetters
+from cvcsync.runs.changes import ChangeBatch, ChangeEntry, run_changes
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import ScheduleContext, carry_last_sync, iso, read_options
 
@@ -69,6 +66,17 @@ OUTCOMES = (APPLIED, ALREADY, STALE, DUPLICATE, RESCHEDULED, PARKED, NOT_DUE, PE
 SETTLED = (APPLIED, ALREADY, STALE, DUPLICATE, RESCHEDULED, PARKED)  # removed from the sink
 NEVER_RETRYABLE, INVALID_LETTER, MAX_ATTEMPTS = "NeverRetryable", "InvalidLetter", "MaxAttempts"
 OPTIONS = {"pageSize": int, "maxLetters": int, "ignoreBackoff": bool}
+# What a change's outcome in the shared run means for its letter (anything else failed again: rescheduled).
+_REDRIVE_OUTCOME = {
+    "created": APPLIED,
+    "updated": APPLIED,
+    "deleted": APPLIED,
+    "unchanged": ALREADY,
+    "stale": STALE,
+    "duplicate": DUPLICATE,
+    "superseded": DUPLICATE,
+}
+_NOT_SENT = ("CircuitOpen", "DeadlineExceeded")  # not tried in this pass: the letter stays as it is
 DEFAULT_PAGE_SIZE = 100
 MAX_LISTED = 100
 
@@ -85,6 +93,7 @@ class _Item:
     user_id: str = ""
     op: str = ""
     record: bytes | None = None
+    user: User | None = None  # the validated user of an upsert
     origin: datetime = clock.EPOCH  # the change's time under the ordering rule (``_read_item``)
     event_id: str | None = None
     outcome: str | None = None
@@ -159,7 +168,7 @@ def _read_item(stored: StoredLetter, defaults: dict[str, str]) -> _Item:
             item.origin = clock.event_time(clock.parse(letter.source.get("occurredAt")), first_failed)
         if item.op == "upsert":
             parsed = parse_user(user or {}, defaults=defaults)
-            item.user_id, item.record = parsed.user_id, parsed.to_json()
+            item.user_id, item.record, item.user = parsed.user_id, parsed.to_json(), parsed
         elif item.op == "delete":
             item.user_id = _text(record.get("userId")) or _text((user or {}).get("userId"))
         else:
@@ -187,7 +196,7 @@ class Redrive:
         self._handled: set[str] = set()  # identities settled in this pass: our own re-puts are not met twice
         self._workdir: Path | None = None
         self._state: ShadowState | None = None
-        self._marked = False  # this page wrote an in-flight list: its commit must fold it, whatever it applied
+        self._page_runs = 0
 
     # -- the pass -------------------------------------------------------------------------------------------------
 
@@ -246,8 +255,7 @@ class Redrive:
             self._settle_not_due([i for i in live if i.outcome is None])
             due = [i for i in live if i.outcome is None]
             if due:
-                self._apply(due, state)
-                self._remember([i for i in due if i.outcome in (APPLIED, ALREADY, RESCHEDULED)])
+                self._apply(due)
         self._write_back(items)
 
     # -- deciding -------------------------------------------------------------------------------------------------
@@ -288,85 +296,55 @@ class Redrive:
 
     # -- applying -------------------------------------------------------------------------------------------------
 
-    def _apply(self, items: list[_Item], state: ShadowState) -> None:
-        """Through the engine's workspace and applier: batching, bisection of refused batches, deadline, circuit."""
-        assert self._workdir is not None
-        sync = self.ctx.sync
-        plan = new_workspace(self._workdir, mode=DELTA, state=state, source={"kind": "redrive"})
-        try:
-            rows: list[tuple[Any, ...]] = []
-            for line, item in enumerate(items, start=1):
-                if item.op == "delete":
-                    rows.append((line, item.user_id, "delete", None, None, None, None, None, None))
-                else:
-                    assert item.record is not None
-                    digest = content_hash(item.record)
-                    rows.append((line, item.user_id, "upsert", None, digest, item.record.decode(), None, None, None))
-            insert_rows(plan, rows)
-            decide(plan, state)
-            settings = ApplySettings(
-                batch_size=sync.cvc.settings.batch_size,
-                concurrency=sync.settings.concurrency,
-                budget=sync.invocation.budget(sync.settings.deadline_margin),
-            )
-            if plan.pending_count():
-                # Before the first write, as every writer does (``engine.state``): a reconcile or a checkout meanwhile
-                # knows these users may change; this page's commit folds the list in and removes it.
-                sync.state.mark_in_flight(f"{self.run_id}-page-{self.report.pages}", plan.in_flight())
-                self._marked = True
-            Applier(sync.cvc, settings, breaker=self.breaker).run(plan)
-            results = plan.db.execute("SELECT line, outcome, error FROM rows").fetchall()
-        finally:
-            plan.close()
-        for line, outcome, error in results:
-            item = items[line - 1]
-            if outcome in (Outcome.CREATED.value, Outcome.UPDATED.value, Outcome.DELETED.value):
-                item.outcome = APPLIED
-            elif outcome == Outcome.UNCHANGED.value:
-                item.outcome = ALREADY
-            elif outcome == Outcome.DEAD_LETTERED.value:
-                item.error = orjson.loads(error) if error else {}
-                item.outcome = RESCHEDULED  # or PARKED, decided in _write_back
-            else:
-                item.outcome = PENDING
-
-    def _remember(self, items: list[_Item]) -> None:
-        """Commit what CVC now holds. A redriven change is recorded at its own event time, not the redrive's: a
-        newer letter for the same user met later in the pass must still win over the older one applied now, and
-        a change older than this one that arrives later is stale."""
-        if not items and not self._marked:
-            return
-        self._marked = False  # this commit folds the page's in-flight list and removes it
-        writes = [
-            Write(
-                i.user_id,
-                i.at,
-                i.op,
-                content_hash(i.record) if i.record else None,
-                i.record.decode() if i.record else None,
-                changed=i.outcome in (APPLIED, RESCHEDULED),
-                landed=i.outcome != RESCHEDULED,  # failed again: still the latest intent, not applied
+    def _apply(self, items: list[_Item]) -> None:
+        """The due letters as one batch of changes through the run every change writer uses
+        (``runs.changes.run_changes``): the same ordering, plan workspace, in-flight mark, applier within the time
+        budget, circuit, ``engine.settle`` commit and repairs. Only what becomes of a failure is the redrive's own:
+        the letter goes back with its history or is parked (``_write_back``), so the run writes no new letter."""
+        entries = [
+            ChangeEntry(
+                UserChange(
+                    UPSERT if i.op == "upsert" else DELETE,
+                    i.user_id,
+                    i.user,
+                    None,  # the letter is its own identity: its event id was settled when it was dead-lettered
+                    i.origin,
+                    "redrive",
+                    f"letter {i.letter.identity}",
+                ),
+                i.origin,
+                {"kind": "redrive", "letter": i.letter.identity},
             )
             for i in items
         ]
-        repairs: list[Repair] = []
-        base = self._state.generation if self._state is not None else None
+        self._page_runs += 1
+        batch = ChangeBatch(
+            writer="redrive",
+            source={"kind": "redrive", "runId": self.run_id},
+            entries=entries,
+            run_id=f"{self.run_id}-page-{self._page_runs}",
+            dead_letters=False,
+            on_commit=lambda state: self._on_commit(state, [i.event_id for i in items if i.event_id]),
+        )
+        run = run_changes(batch, self.ctx.sync, breaker=self.breaker, store_report=False)
+        generation = run.report.state.get("generationAfter")
+        if isinstance(generation, int):
+            self.report.state_generation = generation
+        for item, result in zip(items, run.results, strict=True):
+            item.outcome = _REDRIVE_OUTCOME.get(result.outcome, RESCHEDULED)
+            if item.outcome == RESCHEDULED:
+                item.error = dict(result.error or {})
+                if item.error.get("code") in _NOT_SENT:
+                    item.outcome = PENDING  # the deadline or an open circuit: left alone for the next pass
 
-        def changes(state: ShadowState) -> None:
-            carry_last_sync(state)
-            # One rule for every writer (``engine.settle``), against the generation this page was decided on.
-            repairs[:] = settle_writes(state, writes, base_generation=base)
-            events = [i.event_id for i in items if i.event_id and i.outcome != RESCHEDULED]
-            if events:
-                now = clock.now()
-                forget = now - timedelta(days=EVENT_MEMORY_DAYS)
-                state.record_events(events, now=clock.stamp(now), forget_before=clock.stamp(forget))
-
-        self.report.state_generation = self.ctx.sync.state.commit(changes, run_id=self.run_id)
-        if repairs:  # another writer committed a newer change meanwhile: it is applied again by a later pass
-            assert self.ctx.sync.sink is not None
-            self.ctx.sync.sink.put(repair_letters(repairs, run_id=self.run_id, source={"kind": "repair"}))
-            self.report.messages.append(f"{len(repairs)} write(s) lost a race with a newer change: repairs queued")
+    @staticmethod
+    def _on_commit(state: ShadowState, event_ids: list[str]) -> None:
+        """What the redrive records beside the writes: the last real sync's time survives a scheduled task's
+        commit (the heartbeat reads it), and the letters' event ids are settled (a redelivery is a duplicate)."""
+        carry_last_sync(state)
+        now = clock.now()
+        forget = now - timedelta(days=EVENT_MEMORY_DAYS)
+        state.record_events(event_ids, now=clock.stamp(now), forget_before=clock.stamp(forget))
 
     # -- writing back ---------------------------------------------------------------------------------------------
 

@@ -8,11 +8,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
-
 from cvcsync.platform.runtime import LocalLambdaContext
 from cvcsync.platform.triggers.queue import handle
 from support.chaos import USERS, Results, Users, cvc_directory, hashes, person, read_state
+from support.events import sqs_records
 
 from .conftest import STATE
 
@@ -36,25 +35,6 @@ def changes_of(n: int) -> tuple[list[dict[str, Any]], Users]:
             events.append({"type": "delete", "eventId": f"d-{i}", "occurredAt": at, "userId": user_id})
             del final[user_id]
     return events, final
-
-
-def sqs_records(messages: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": f"r-{message_id}",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:cvc-changes",
-                "awsRegion": "us-east-1",
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1714528805000"},
-                "messageAttributes": {},
-                "md5OfBody": "x",
-                "body": orjson.dumps(body).decode(),
-            }
-            for message_id, body in messages
-        ]
-    }
 
 
 def deliver(queue: list[tuple[str, dict[str, Any]]], env: dict[str, str], rng: random.Random) -> dict[str, int]:

@@ -29,6 +29,7 @@ from cvcsync.inputs.records import parse_user
 from cvcsync.logs import JsonFormatter
 from cvcsync.platform.runtime import LocalLambdaContext
 from cvcsync.platform.triggers.queue import handle as handle_queue
+from support.events import sqs_records
 
 GROUP = {"groupId": "88", "groupName": "示例科技"}
 
@@ -191,21 +192,7 @@ def test_an_open_circuit_is_reported_as_such_with_true_counts(
 
 def _sqs_event(users: list[dict[str, str]]) -> dict[str, Any]:
     change = {"type": "upsert", "occurredAt": "2024-05-01T00:00:01Z"}
-    records = [
-        {
-            "messageId": f"m-{n}",
-            "receiptHandle": f"r-{n}",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:cvc-changes",
-            "awsRegion": "us-east-1",
-            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1714528805000"},
-            "messageAttributes": {},
-            "md5OfBody": "x",
-            "body": orjson.dumps({**change, "eventId": f"e-{n}", "user": u}).decode(),
-        }
-        for n, u in enumerate(users)
-    ]
-    return {"Records": records}
+    return sqs_records([(f"m-{n}", {**change, "eventId": f"e-{n}", "user": u}) for n, u in enumerate(users)])
 
 
 def test_the_queue_function_logs_every_worker_line_with_its_request_id_and_the_circuit_truthfully(

@@ -14,6 +14,7 @@ from cvcsync.platform import services
 from cvcsync.platform.runtime import LocalLambdaContext
 from cvcsync.platform.triggers.queue import handle as queue_handle
 from cvcsync.platform.triggers.schedule import handle as schedule_handle
+from support.events import sqs_records
 
 STATE = "cvc-sync-state"
 
@@ -33,21 +34,7 @@ def env(function_env: dict[str, str], moto: Any) -> Iterator[dict[str, str]]:
 
 def change_event(change: dict[str, Any], message_id: str) -> dict[str, Any]:
     """One SQS record carrying ``change`` (as the queue function receives it from Lambda)."""
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": f"r-{message_id}",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:cvc-changes",
-                "awsRegion": "us-east-1",
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1714528805000"},
-                "messageAttributes": {},
-                "md5OfBody": "x",
-                "body": orjson.dumps(change).decode(),
-            }
-        ]
-    }
+    return sqs_records([(message_id, change)])
 
 
 def upsert(uid: str, name: str, at: str) -> dict[str, Any]:

@@ -24,3 +24,23 @@ def sample_paths(*folders: str) -> list[str]:
     return sorted(
         path.relative_to(EVENTS_DIR).as_posix() for folder in folders for path in (EVENTS_DIR / folder).rglob("*.json")
     )
+
+
+def sqs_records(messages: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An SQS event as Lambda hands it to the queue function: one record per (message id, body)."""
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": f"r-{message_id}",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:cvc-changes",
+                "awsRegion": "us-east-1",
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1714528805000"},
+                "messageAttributes": {},
+                "md5OfBody": "x",
+                "body": body if isinstance(body, str) else orjson.dumps(body).decode(),
+            }
+            for message_id, body in messages
+        ]
+    }

@@ -51,11 +51,6 @@ def event_time(occurred_at: datetime | None, arrival: datetime) -> datetime:
     return occurred_at if occurred_at is not None else arrival
 
 
-def order_key(occurred_at: datetime | None, arrival: datetime, position: int = 0) -> tuple[str, str, int]:
-    """Sort key of the ordering rule: event time, then arrival, then position within one arrival."""
-    return (stamp(event_time(occurred_at, arrival)), stamp(arrival), position)
-
-
 def is_newer(candidate: str, known: str | None) -> bool:
     """Whether a change stamped ``candidate`` may replace the user's last known change ``known`` (ties: the later
     arrival, i.e. the candidate, wins)."""

@@ -108,7 +108,8 @@ def test_deadline_checkpoints_and_a_second_run_finishes(emulator: Any, state: Sh
     plan = plan_for(state, tmp_path, [user(i) for i in range(40)])
     deadline = time.monotonic() + 1.0
     first = Applier(
-        client_for(emulator, batch_size=5), ApplySettings(batch_size=5, concurrency=1, deadline=deadline, margin=0.5)
+        client_for(emulator, batch_size=5),
+        ApplySettings(batch_size=5, concurrency=1, budget=TimeBudget.until(deadline, 0.5)),
     ).run(plan)
     assert first.status == CHECKPOINTED and first.stopped_by == BUDGET_SPENT
     assert 0 < first.applied < 40 and first.pending == 40 - first.applied and first.dead_lettered == 0
@@ -130,7 +131,7 @@ def test_a_budget_that_ends_mid_call_stops_within_it_and_leaves_the_rest_pending
     emulator.set_faults(latency_ms=8000, error_rate=1.0, seed=1)  # slow, then failing: no late side effect
     plan = plan_for(state, tmp_path, [user(i) for i in range(10)], mode=DELTA)
     deadline = time.monotonic() + 12.0
-    settings = ApplySettings(batch_size=5, concurrency=1, deadline=deadline, margin=10.0)  # a 2 s budget
+    settings = ApplySettings(batch_size=5, concurrency=1, budget=TimeBudget.until(deadline, 10.0))  # a 2 s budget
     result = Applier(client_for(emulator, batch_size=5), settings).run(plan)
     assert time.monotonic() < deadline - 5.0  # returned with the margin free for the checkpoint, not at the deadline
     assert (result.status, result.stopped_by) == (CHECKPOINTED, BUDGET_SPENT)
@@ -149,7 +150,7 @@ def test_retry_waits_stop_at_the_budget_and_leave_the_batch_pending(
         retry_policy=RetryPolicy(max_attempts=1000, base_delay=0.2, max_delay=0.4, rng=random.Random(5)),
     )
     deadline = time.monotonic() + 11.0
-    settings = ApplySettings(batch_size=5, concurrency=1, deadline=deadline, margin=10.0)  # a 1 s budget
+    settings = ApplySettings(batch_size=5, concurrency=1, budget=TimeBudget.until(deadline, 10.0))  # a 1 s budget
     result = Applier(client, settings).run(plan)
     assert time.monotonic() < deadline - 5.0  # the waits stopped at the budget, not at the platform's deadline
     assert (result.status, result.stopped_by) == (CHECKPOINTED, BUDGET_SPENT)

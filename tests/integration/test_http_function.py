@@ -16,6 +16,7 @@ from cvcsync.platform.runtime import LocalLambdaContext, local_fc_context
 from cvcsync_dev.local import load_handler
 from support.events import load_event
 from support.http_api import AUTH_ENV, signed_headers
+from support.moto import drain
 
 
 @pytest.fixture
@@ -137,12 +138,7 @@ def test_a_sync_that_fans_out_is_finished_by_continuations_to_the_same_handler(
     assert answer["statusCode"] == 202, answer["body"]
     started = orjson.loads(answer["body"])
     assert started["report"]["status"] == "fanned-out" and emulator.users() == []
-    sqs = moto.sqs_client()
-    events = []
-    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
-        for message in messages:
-            events.append(orjson.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    events = drain(moto.sqs_client(), queue_url)
     assert sorted(event["cvcsync"]["chunk"] for event in events) == [0, 1, 2]
     for event in events:
         handler(event, LocalLambdaContext("http-api"))

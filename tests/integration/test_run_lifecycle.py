@@ -22,7 +22,9 @@ from cvcsync.platform.runtime import LocalLambdaContext
 from cvcsync.platform.triggers.upload import handle
 from cvcsync.runs import approvals
 from support.events import load_event
+from support.moto import drain
 
+from .test_sync_cli import cli_env
 from .test_sync_cli import export as export_file
 from .test_sync_cli import sync as cli_sync
 from .test_upload_function import BUCKET, FC_KEY, export, fc_context, keys, put, read_json
@@ -113,16 +115,6 @@ def test_a_marker_for_another_upload_or_expired_approves_nothing(
 # -- continuations (idempotent; defect 4) ---------------------------------------------------------------------------
 
 
-def drain(moto: Any, queue_url: str) -> list[dict[str, Any]]:
-    sqs = moto.sqs_client()
-    bodies = []
-    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
-        for message in messages:
-            bodies.append(orjson.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return bodies
-
-
 def test_a_resume_delivered_twice_writes_once(env: dict[str, str], moto: Any, emulator: Any) -> None:
     queue_url = moto.sqs_client().create_queue(QueueName="cvc-sync-continue")["QueueUrl"]
     emulator.set_faults(latency_ms=150, seed=2)
@@ -138,7 +130,7 @@ def test_a_resume_delivered_twice_writes_once(env: dict[str, str], moto: Any, em
     first = orjson.loads(handle(upload(moto, export(range(60))), fc_context(timeout=3), env=settings))["runs"][0]
     assert first["status"] == "checkpointed"
     emulator.set_faults(latency_ms=0, seed=2)
-    [resume] = drain(moto, queue_url)
+    [resume] = drain(moto.sqs_client(), queue_url)
     assert resume["cvcsync"]["step"] == "resume-1"
     done = handle(copy.deepcopy(resume), LocalLambdaContext("worker"), env=settings)
     assert done["runs"][0]["status"] == "applied" and done["runs"][0]["outcomes"]["created"] == 60
@@ -165,7 +157,7 @@ def test_a_fanned_out_run_that_fails_while_finishing_is_finished_by_the_retry(
     }
     run_id = run_upload(upload(moto, export(range(130))), settings)["runId"]
     emulator.set_faults(error_rate=1.0, seed=4)  # every write fails: the finish has 130 letters to put
-    bodies = drain(moto, chunks_url)
+    bodies = drain(moto.sqs_client(), chunks_url)
     for body in bodies[:-1]:
         assert handle(copy.deepcopy(body), LocalLambdaContext("worker"), env=settings)["runs"] == []
     with pytest.raises(DeadLetterError):
@@ -218,17 +210,6 @@ def test_a_refused_saved_plan_stays_refused_and_a_stale_one_exits_4(emulator: An
     assert result.returncode == 4 and "plan again" in result.stderr
 
 
-def cli_env(emulator: Any) -> dict[str, str]:
-    import os
-
-    return {
-        **os.environ,
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
-        "CVC_ENDPOINT": emulator.url,
-    }
-
-
 def test_reconcile_exits_5_on_drift_and_0_once_rebuilt(emulator: Any, tmp_path: Path) -> None:
     state = tmp_path / "state"
     cli_sync(emulator, state, str(export_file(tmp_path / "a.csv", range(5))))
@@ -263,7 +244,7 @@ def test_an_outage_pauses_the_upload_and_it_comes_back(env: dict[str, str], moto
     assert first["status"] == "checkpointed" and first["outcomes"]["deadLettered"] == 20
     assert emulator.stats()["calls"]["CreateUser"] == 5
     assert "cvc-sync/alerts/circuit-open" in keys(moto, "cvc-sync/alerts/")
-    [resume] = drain(moto, queue_url)
+    [resume] = drain(moto.sqs_client(), queue_url)
     assert resume["cvcsync"]["step"] == "resume-1" and resume["cvcsync"]["notBefore"] > 0
     emulator.set_faults()  # CVC is back
     [run] = handle(copy.deepcopy(resume), LocalLambdaContext("worker"), env=settings)["runs"]

@@ -46,6 +46,16 @@ def sync(emulator: Any, state: Path, *args: str, env: dict[str, str] | None = No
     return result.returncode, orjson.loads(result.stdout), result.stderr
 
 
+def cli_env(emulator: Any) -> dict[str, str]:
+    """The environment of a ``cvcsync`` subprocess that talks to the emulator."""
+    return {
+        **os.environ,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
+        "CVC_ENDPOINT": emulator.url,
+    }
+
+
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
@@ -119,12 +129,7 @@ def test_dry_run_plan_then_apply_exactly_that_plan(emulator: Any, state: Path, t
         text=True,
         timeout=60,
         check=False,
-        env={
-            **os.environ,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
-            "CVC_ENDPOINT": emulator.url,
-        },
+        env=cli_env(emulator),
     )
     assert result.returncode != 0 and "state is now at generation" in result.stderr
 

@@ -59,13 +59,10 @@ def test_no_deadline_means_no_limit() -> None:
     assert TimeBudget.unlimited().ends_at is None
 
 
-def test_apply_settings_turn_a_deadline_and_margin_into_the_budget() -> None:
-    assert ApplySettings(deadline=50.0, margin=5.0).budget.ends_at == 45.0
+def test_apply_settings_carry_the_callers_budget_or_none() -> None:
     assert ApplySettings().budget.ends_at is None
     budget = TimeBudget(7.0)
     assert ApplySettings(budget=budget).budget is budget
-    with pytest.raises(ValueError, match="not both"):
-        ApplySettings(budget=budget, deadline=50.0)
 
 
 def test_an_invocation_spends_its_deadline_less_a_margin() -> None:

@@ -10,9 +10,10 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
+from cvcsync import clock
 from cvcsync.errors import ConfigurationError
 from cvcsync.schedule import alerts
-from cvcsync.schedule.context import ScheduleSettings, carry_last_sync, parse_time
+from cvcsync.schedule.context import ScheduleSettings, carry_last_sync
 from cvcsync.schedule.heartbeat import run_heartbeat
 from support.schedule import World, upload_letter, world
 
@@ -23,7 +24,7 @@ def synced(w: World, *, run_id: str = "upload-run") -> None:
     """A sync commits the state now (the clock of the manifest is the real one: move the test clock to it)."""
     w.ctx.sync.state.commit(lambda state: None, run_id=run_id)
     manifest = orjson.loads(w.store.get_bytes("state", "cvc-sync/state/manifest.json") or b"")
-    committed = parse_time(manifest["committedAt"])
+    committed = clock.parse(manifest["committedAt"])
     assert committed is not None
     w.clock.now = committed + timedelta(minutes=5)
 

@@ -44,23 +44,11 @@ Result = tuple[int, str, str | None]  # seq, outcome, error JSON
 
 @dataclass(frozen=True)
 class ApplySettings:
-    """How to apply. ``budget`` bounds every call, retry wait and bisection step.
-
-    ``deadline`` (a ``time.monotonic()`` instant) with ``margin`` is the older spelling of the same thing and
-    becomes ``budget = deadline - margin``; give one or the other.
-    """
+    """How to apply. ``budget`` bounds every call, retry wait and bisection step."""
 
     batch_size: int = 100
     concurrency: int = 4
     budget: TimeBudget = field(default_factory=TimeBudget.unlimited)
-    deadline: float | None = None
-    margin: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.deadline is not None:
-            if self.budget.ends_at is not None:
-                raise ValueError("give ApplySettings a budget or a deadline and margin, not both")
-            object.__setattr__(self, "budget", TimeBudget.until(self.deadline, self.margin))
 
 
 @dataclass

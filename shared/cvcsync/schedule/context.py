@@ -68,9 +68,6 @@ class ScheduleSettings:
         )
 
 
-utc_now = clock.now
-
-
 @dataclass
 class ScheduleContext:
     """A scheduled run's world. ``sync`` is the same ``SyncContext`` the other functions use (its bucket is the
@@ -79,7 +76,7 @@ class ScheduleContext:
     sync: SyncContext
     settings: ScheduleSettings = field(default_factory=ScheduleSettings)
     alerter: Alerter = field(default_factory=Alerter)
-    now: Callable[[], datetime] = utc_now
+    now: Callable[[], datetime] = clock.now
     rng: random.Random = field(default_factory=random.Random)
 
     @property
@@ -118,9 +115,6 @@ def read_options(task: str, options: Mapping[str, Any], spec: Mapping[str, type]
 
 
 # -- time ---------------------------------------------------------------------------------------------------------
-
-
-parse_time = clock.parse  # the tasks read times as every other path does
 
 
 def iso(moment: datetime) -> str:

@@ -23,9 +23,10 @@ from typing import Any
 
 import orjson
 
+from cvcsync import clock
 from cvcsync.outputs.parked import PARKED_DIR, ParkedLetters
 from cvcsync.schedule import alerts
-from cvcsync.schedule.context import LAST_SYNC_META, ScheduleContext, is_scheduled_run, iso, parse_time, read_options
+from cvcsync.schedule.context import LAST_SYNC_META, ScheduleContext, is_scheduled_run, iso, read_options
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,11 @@ def last_sync_at(ctx: ScheduleContext) -> datetime | None:
         log.warning("the state manifest is not a JSON object: reading the state itself")
         manifest = {"runId": "redrive-unknown"}
     if not is_scheduled_run(manifest.get("runId")):
-        return parse_time(manifest.get("committedAt"))
+        return clock.parse(manifest.get("committedAt"))
     with tempfile.TemporaryDirectory(prefix="cvcsync-heartbeat-") as tmp:
         state = state_store.checkout(Path(tmp))
         try:
-            return parse_time(state.meta(LAST_SYNC_META))
+            return clock.parse(state.meta(LAST_SYNC_META))
         finally:
             state.close()
 
@@ -99,8 +100,8 @@ def run_heartbeat(ctx: ScheduleContext, options: dict[str, Any]) -> dict[str, An
         )
 
     marker = alerts.read_circuit_marker(store, bucket, ctx.output_prefix)
-    opened = parse_time(marker.get("openedAt")) if marker else None
-    since_previous = parse_time(previous.get("ranAt")) if previous else None
+    opened = clock.parse(marker.get("openedAt")) if marker else None
+    since_previous = clock.parse(previous.get("ranAt")) if previous else None
     window_start = since_previous or now - max_age
     checks["circuitOpenedAt"] = iso(opened) if opened else None
     if marker and opened and opened > window_start:

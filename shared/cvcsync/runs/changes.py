@@ -1,8 +1,9 @@
-"""User changes through the engine, whoever wrote them: queue messages, HTTP writes. One lifecycle, one copy.
+"""User changes through the engine, whoever wrote them: queue messages, HTTP writes, the redrive's letters.
 
-``run_changes`` is the lifecycle: state checkout, settling (duplicates, stale changes, superseded ones), the plan
-workspace, the in-flight mark, the ``Applier`` (with a circuit breaker, within the time budget), dead letters, the
-state commit (each change at its own time, ``clock``) and the report. A writer only says *what* to write: a
+``run_changes`` settles the changes against the state (duplicates, stale changes, superseded ones), plans the
+winners in a workspace and hands it to the one lifecycle, ``runs.run.Run`` (in-flight mark, apply with a circuit
+breaker within the time budget, dead letters, the state commit with each change at its own time, the report).
+A writer only says *what* to write: a
 ``ChangeBatch`` of ``ChangeEntry`` (the change, its arrival, its origin). ``sync_changes`` is the queue's writer: it
 parses messages into changes and the run's per-change results back into per-message results; the HTTP API's user
 routes are another (``http_api.users``).
@@ -36,19 +37,18 @@ from typing import Any
 import orjson
 
 from cvcsync import clock
-from cvcsync.engine.apply import Applier, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
-from cvcsync.engine.outcomes import Outcome, Problem, RunReport, check_accounting, final_status
+from cvcsync.engine.outcomes import Outcome, Problem, RunReport, final_status
 from cvcsync.engine.plan import decide
-from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes, repair_letters, settle_writes
+from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
-from cvcsync.engine.workspace import DELTA, PlanRow, insert_rows, new_workspace
-from cvcsync.errors import CvcSyncError
+from cvcsync.engine.workspace import DELTA, PlanRow, SyncPlan, insert_rows, new_workspace
 from cvcsync.inputs.changes import MalformedMessage, UserChange, parse_changes
 from cvcsync.inputs.events.queue import QueueBatch, QueueMessage
 from cvcsync.inputs.records import content_hash
 from cvcsync.outputs.deadletters import DeadLetter
 from cvcsync.platform.context import SyncContext
+from cvcsync.runs.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -188,41 +188,32 @@ def _row(index: int, item: _Item) -> PlanRow:
     return PlanRow(index, change.user_id, "upsert", hash=content_hash(payload), record=payload.decode(), origin=origin)
 
 
-def _unsent(breaker: CircuitBreaker) -> dict[str, Any]:
+def _unsent(breaker: CircuitBreaker | None) -> dict[str, Any]:
     """Why a change was not sent, or sent without an answer that counts: it is retried."""
-    if breaker.open:
+    if breaker is not None and breaker.open:
         return {"code": "CircuitOpen", "message": f"not sent: CVC is failing ({breaker.reason})", "retryable": True}
     return {"code": "DeadlineExceeded", "message": "not sent before the deadline", "retryable": True}
 
 
-def _plan_and_apply(items: list[_Item], ctx: SyncContext, report: RunReport, breaker: CircuitBreaker) -> None:
-    """Settle, plan against the state, mark in flight, apply; every item gets its outcome."""
-    with tempfile.TemporaryDirectory(prefix="cvcsync-changes-") as tmp:
-        workdir = Path(tmp)
-        state = ctx.state.checkout(workdir)
-        try:
-            report.state["generationBefore"] = state.generation
-            _settle(items, state)
-            plan = new_workspace(workdir, mode=DELTA, state=state, source=report.source)
-            insert_rows(plan, (_row(n, item) for n, item in enumerate(items, start=1)))
-            decide(plan, state)
-        finally:
-            state.close()
-        try:
-            if plan.pending_count():
-                # Before the first write, as every run does: a run killed between CVC and its commit leaves the
-                # state knowing which users it may have changed (``engine.state``).
-                report.state["inFlight"] = ctx.state.mark_in_flight(report.run_id, plan.in_flight())
-                settings = ApplySettings(
-                    batch_size=ctx.cvc.settings.batch_size,
-                    concurrency=ctx.settings.concurrency,
-                    budget=ctx.invocation.budget(min(ctx.settings.deadline_margin, 5.0)),
-                )
-                Applier(ctx.cvc, settings, breaker=breaker).run(plan)
-            query = "SELECT line, outcome, error FROM rows"
-            outcome_of = {seq: (outcome, error) for seq, outcome, error in plan.db.execute(query)}
-        finally:
-            plan.close()
+def _plan(items: list[_Item], ctx: SyncContext, report: RunReport, workdir: Path) -> SyncPlan:
+    """Settle the items against the state (duplicates, stale, superseded) and plan the winners against it."""
+    state = ctx.state.checkout(workdir)
+    try:
+        report.state["generationBefore"] = state.generation
+        _settle(items, state)
+        plan = new_workspace(workdir, mode=DELTA, state=state, source=report.source)
+        insert_rows(plan, (_row(n, item) for n, item in enumerate(items, start=1)))
+        decide(plan, state)
+    finally:
+        state.close()
+    return plan
+
+
+def _take_outcomes(items: list[_Item], plan: SyncPlan, breaker: CircuitBreaker | None) -> None:
+    """Every item's outcome from its plan row; what was not sent, or failed for a reason that may pass, is
+    ``retried``: the writer hands it back."""
+    rows = plan.db.execute("SELECT line, outcome, error FROM rows")
+    outcome_of = {seq: (outcome, error) for seq, outcome, error in rows}
     for n, item in enumerate(items, start=1):
         outcome, error = outcome_of[n]
         detail = orjson.loads(error) if error else None
@@ -237,102 +228,64 @@ def _plan_and_apply(items: list[_Item], ctx: SyncContext, report: RunReport, bre
 def run_changes(
     batch: ChangeBatch, ctx: SyncContext, *, breaker: CircuitBreaker | None = None, store_report: bool = True
 ) -> ChangeRun:
-    """The lifecycle for ``batch``; ``store_report=False`` where the store is not durable (a warm container's
-    /tmp, memory): the report is then only logged and returned."""
+    """The lifecycle (``runs.run.Run``) for ``batch``; ``store_report=False`` where the store is not durable (a
+    warm container's /tmp, memory): the report is then only logged and returned."""
     started = time.monotonic()
-    breaker = breaker or CircuitBreaker()
     run_id = batch.run_id
     report = RunReport(run_id=run_id, mode="changes", source=batch.source, started_at=_now())
     items = [_Item(e.change, e.arrival, e.origin) for e in batch.entries]
-    if items:
-        _plan_and_apply(items, ctx, report, breaker)
-    letters = list(batch.malformed)
-    if batch.dead_letters:
-        letters.extend(_change_letter(i, run_id) for i in items if i.outcome == Outcome.DEAD_LETTERED.value)
-
-    # A malformed input or a rejected entry is one record: its changes are unknowable.
-    report.rows_read = len(items) + len(batch.malformed) + len(batch.rejected)
-    outcomes = Counter(i.outcome for i in items)
-    outcomes[Outcome.DEAD_LETTERED.value] += len(batch.malformed)
-    outcomes[Outcome.REJECTED.value] += len(batch.rejected)
-    report.outcomes = {o.value: outcomes.get(o.value, 0) for o in Outcome}
-    check_accounting(report.received, report.outcomes)
-    report.problem_count = len(batch.rejected)
-    report.problems = batch.rejected[:MAX_PROBLEMS_IN_REPORT]
-    if letters:
-        if ctx.sink is None:
-            raise CvcSyncError(
-                f"{len(letters)} changes failed and no dead-letter sink is configured", code="NoDeadLetterSink"
-            )
-        report.dead_letters = ctx.sink.put(letters)
-    _remember([i for i in items if i.outcome != Outcome.RETRIED.value], ctx, batch, report)
-    report.calls = {
-        k: n - ctx.calls_baseline.get(k, 0) for k, n in ctx.cvc.calls.items() if n > ctx.calls_baseline.get(k, 0)
-    }
-    report.durations_ms["total"] = (time.monotonic() - started) * 1000
-    report.finished_at = _now()
+    budget = ctx.invocation.budget(min(ctx.settings.deadline_margin, 5.0))
+    with tempfile.TemporaryDirectory(prefix="cvcsync-changes-") as tmp:
+        plan = _plan(items, ctx, report, Path(tmp)) if items else None
+        run = Run(ctx, plan, report, writer=batch.writer, budget=budget, breaker=breaker, started=started)
+        try:
+            if plan is not None:
+                if plan.pending_count():
+                    run.apply()
+                _take_outcomes(items, plan, run.breaker)
+            # A malformed input or a rejected entry is one record: its changes are unknowable.
+            report.rows_read = len(items) + len(batch.malformed) + len(batch.rejected)
+            outcomes = Counter(i.outcome for i in items)
+            outcomes[Outcome.DEAD_LETTERED.value] += len(batch.malformed)
+            outcomes[Outcome.REJECTED.value] += len(batch.rejected)
+            report.outcomes = {o.value: outcomes.get(o.value, 0) for o in Outcome}
+            report.problem_count = len(batch.rejected)
+            report.problems = batch.rejected[:MAX_PROBLEMS_IN_REPORT]
+            letters = list(batch.malformed)
+            if batch.dead_letters:
+                letters.extend(_change_letter(i, run_id) for i in items if i.outcome == Outcome.DEAD_LETTERED.value)
+            report.dead_letters = run.put_letters(letters)
+            _remember(run, [i for i in items if i.outcome != Outcome.RETRIED.value], batch)
+        finally:
+            if plan is not None:
+                plan.close()
     report.status = final_status(report.outcomes, refused=False).value
-    if breaker.reason:
-        report.messages.append(f"circuit open: {breaker.reason}")
-        from cvcsync.schedule.alerts import mark_circuit_open  # the heartbeat task alerts on this marker
-
-        mark_circuit_open(
-            ctx.store,
-            ctx.output_bucket,
-            ctx.settings.output_prefix,
-            reason=breaker.reason,
-            source=batch.writer,
-            request_id=ctx.invocation.request_id,
-        )
-    if store_report:
-        document = report.to_dict()
-        ctx.put_json(ctx.settings.key("reports", "changes", batch.writer, f"{run_id}.json"), document)
-        ctx.put_json(ctx.settings.key("runs", run_id, "report.json"), document)  # found by run id (HTTP API)
-    log.info(
-        "changes synced",
-        extra={
-            "runId": run_id,
-            "writer": batch.writer,
-            "status": report.status,
-            "outcomes": report.outcomes,
-            "retried": report.outcomes[Outcome.RETRIED.value],
-        },
-    )
-    return ChangeRun(report, [EntryResult(str(i.outcome), i.error) for i in items], breaker.open)
+    if run.breaker is not None and run.breaker.reason:
+        report.messages.append(f"circuit open: {run.breaker.reason}")
+        run.alert_circuit_open()
+    keys = (ctx.settings.key("reports", "changes", batch.writer, f"{run_id}.json"), run.run_report_key())
+    run.close(report_keys=keys if store_report else (), log_fields={"retried": report.outcomes[Outcome.RETRIED.value]})
+    circuit_open = run.breaker is not None and run.breaker.open
+    return ChangeRun(report, [EntryResult(str(i.outcome), i.error) for i in items], circuit_open)
 
 
-def _remember(applied: list[_Item], ctx: SyncContext, batch: ChangeBatch, report: RunReport) -> None:
+def _remember(run: Run, applied: list[_Item], batch: ChangeBatch) -> None:
     """What CVC now holds, the last change time per user, and the event ids that are settled."""
     written = [i for i in applied if i.outcome in _WRITTEN or i.outcome == Outcome.DEAD_LETTERED.value]
     # A copy (``duplicate``) settles nothing of its own: its original may have failed in this very batch and be
     # delivered again, and remembering the copy's id would turn that redelivery into a "duplicate" too.
     settled_events = [i.change.event_id for i in applied if i.change.event_id and i.outcome != Outcome.DUPLICATE.value]
-    # A run that marked users in flight commits even with nothing to record: its commit folds its list into a
-    # generation (those users uncertain there) and removes it, so no list outlives its run.
-    if not written and not settled_events and not report.state.get("inFlight"):
-        return
 
-    run_id = batch.run_id
-    writes = [_write(i) for i in written]
-    repairs: list[Repair] = []
-
-    def changes(state: ShadowState) -> None:
+    def also(state: ShadowState, _repairs: list[Repair]) -> None:
         if batch.on_commit is not None:
             batch.on_commit(state)
-        # One rule for every writer (``engine.settle``), against the generation this run planned on.
-        base = report.state.get("generationBefore")
-        repairs[:] = settle_writes(state, writes, base_generation=base if isinstance(base, int) else None)
         now = clock.now()
         state.record_events(
             settled_events, now=clock.stamp(now), forget_before=clock.stamp(now - timedelta(days=EVENT_MEMORY_DAYS))
         )
 
-    report.state["generationAfter"] = ctx.state.commit(changes, run_id=run_id)
-    if repairs:  # another writer committed a newer change of these users meanwhile: it is applied again
-        report.state["repairs"] = len(repairs)
-        if ctx.sink is None:
-            raise CvcSyncError(f"{len(repairs)} repairs and no dead-letter sink is configured", code="NoDeadLetterSink")
-        ctx.sink.put(repair_letters(repairs, run_id=run_id, source={"kind": "repair", **report.source}))
+    # A run that marked users in flight commits even with nothing to record (``Run.commit``).
+    run.commit(lambda: [_write(i) for i in written], also=also, needed=bool(written or settled_events))
 
 
 def _write(item: _Item) -> Write:

@@ -15,6 +15,7 @@ from cvcsync.engine.outcomes import RunReport
 from cvcsync.platform.context import SyncContext
 from cvcsync.runs import lifecycle
 from cvcsync.runs.claims import claimed
+from cvcsync.runs.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,11 @@ def resume_run(
         with lifecycle.scratch_dir() as workdir:
             plan, report = lifecycle.load_run(ctx, run_id, workdir)
             try:
+                run = Run(ctx, plan, report, writer="upload", started=started)
                 if not_before is not None and not _wait_until(not_before, ctx):
-                    return lifecycle.checkpoint(plan, report, ctx, workdir, not_before=not_before)
+                    return lifecycle.checkpoint(run, workdir, not_before=not_before)
                 report.messages.append(f"continued at {lifecycle.time_now()}")
-                return lifecycle.apply_and_finish(plan, report, ctx, started, workdir)
+                return lifecycle.apply_and_finish(run, workdir)
             finally:
                 plan.close()
 
@@ -80,12 +82,14 @@ def apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext, *, step:
 
 def _apply_chunk(run_id: str, chunk: int, chunks: int, ctx: SyncContext, step: str | None) -> RunReport | None:
     with lifecycle.scratch_dir() as workdir:
-        plan, _ = lifecycle.load_run(ctx, run_id, workdir)
+        plan, report = lifecycle.load_run(ctx, run_id, workdir)
         try:
             earlier = ctx.store.get_bytes(ctx.output_bucket, _chunk_results_key(ctx, run_id, chunk))
             if earlier:
                 plan.record_outcomes(tuple(orjson.loads(line)) for line in earlier.splitlines() if line)
-            result = lifecycle.applier(ctx).run(plan, chunk=chunk)
+            # No circuit here: a chunk has no pause of its own (its event carries no time to wait for), so in an
+            # outage its records are dead-lettered after their retries, and the redrive sends them.
+            result = Run(ctx, plan, report, writer="upload", circuit=False).apply(chunk=chunk)
             rows = plan.db.execute(
                 "SELECT seq, outcome, error FROM rows WHERE chunk = ? AND outcome IS NOT NULL", (chunk,)
             )
@@ -129,6 +133,6 @@ def finish_run(run_id: str, chunks: int, ctx: SyncContext) -> RunReport:
             for chunk in range(chunks):
                 raw = ctx.store.get_bytes(ctx.output_bucket, _chunk_results_key(ctx, run_id, chunk)) or b""
                 plan.record_outcomes(tuple(orjson.loads(line)) for line in raw.splitlines() if line)
-            return lifecycle.finish(plan, report, ctx, started)
+            return lifecycle.finish(Run(ctx, plan, report, writer="upload", started=started))
         finally:
             plan.close()

@@ -30,6 +30,7 @@ from cvcsync.inputs.readers import read_records
 from cvcsync.platform.context import SyncContext
 from cvcsync.runs import approvals, lifecycle
 from cvcsync.runs.approvals import ApprovalCheck
+from cvcsync.runs.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +183,8 @@ def sync_source(
                         workdir / "plan.json",
                     )
                 report.outcomes = plan.outcome_counts()
-                return lifecycle.close_report(plan, report, ctx, started)
-            return lifecycle.apply_and_finish(plan, report, ctx, started, workdir)
+                return lifecycle.close_report(Run(ctx, plan, report, writer="upload", started=started))
+            return lifecycle.apply_and_finish(Run(ctx, plan, report, writer="upload", started=started), workdir)
         finally:
             plan.close()
 
@@ -247,7 +248,7 @@ def apply_saved_plan(artefact: IO[bytes], ctx: SyncContext) -> RunReport:
                 report.messages.append(
                     "the saved plan was refused by a safety gate: its skipped operations stay skipped"
                 )
-            return lifecycle.apply_and_finish(plan, report, ctx, started, workdir)
+            return lifecycle.apply_and_finish(Run(ctx, plan, report, writer="upload", started=started), workdir)
         finally:
             plan.close()
 

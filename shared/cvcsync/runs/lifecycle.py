@@ -1,6 +1,7 @@
-"""The steps every export run shares, whoever continues it: in-flight mark, apply within the time budget (with a
-circuit breaker that pauses the run in an outage), checkpoint or fan-out when it cannot finish here, then dead
-letters, the state commit (``engine.settle``: each write at its event time) and the report.
+"""What an export run adds around the one lifecycle (``runs.run.Run``): a circuit that opens pauses the run,
+a deadline checkpoints it, a large plan is fanned out in chunks; then its dead letters (one per failed row, with
+its line), its state commit (every write at the export's event time; an accepted snapshot records its time) and
+its report with the problems files.
 
 ``runs.export`` plans a run and hands it here; ``runs.continuation`` loads a saved run and hands it here again.
 """
@@ -14,26 +15,17 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from cvcsync import clock
-from cvcsync.engine.apply import CHECKPOINTED, CIRCUIT_OPEN, Applier, ApplySettings
-from cvcsync.engine.circuit import CircuitBreaker
-from cvcsync.engine.outcomes import Outcome, RunReport, RunStatus, check_accounting, final_status
+from cvcsync.engine.apply import CHECKPOINTED, CIRCUIT_OPEN
+from cvcsync.engine.outcomes import Outcome, RunReport, RunStatus, final_status
 from cvcsync.engine.settle import DELETE as DELETE_WRITE
-from cvcsync.engine.settle import (
-    UPSERT,
-    Repair,
-    Write,
-    record_snapshot,
-    repair_letters,
-    settle_writes,
-    snapshot_repairs,
-)
+from cvcsync.engine.settle import UPSERT, Repair, Write, record_snapshot, snapshot_repairs
 from cvcsync.engine.state import ShadowState
 from cvcsync.engine.workspace import DELETE, SyncPlan
 from cvcsync.errors import CvcSyncError
@@ -41,6 +33,7 @@ from cvcsync.outputs.deadletters import DeadLetter
 from cvcsync.outputs.problems_csv import problems_csv
 from cvcsync.platform.context import SyncContext
 from cvcsync.runs import approvals
+from cvcsync.runs.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +52,10 @@ def scratch_dir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def dead_letters(plan: SyncPlan, ctx: SyncContext, report: RunReport) -> int:
+def dead_letters(run: Run) -> int:
     """The records that failed, each with its source line and its change's event time (``source.occurredAt``:
     the redrive orders it by that, as every writer orders changes)."""
-    run_id = report.run_id
+    report, plan = run.report, run.plan
     query = "SELECT seq, line, user_id, record, old, error FROM rows WHERE outcome = 'deadLettered' ORDER BY seq"
     letters: list[DeadLetter] = []
     source = plan.source
@@ -85,35 +78,24 @@ def dead_letters(plan: SyncPlan, ctx: SyncContext, report: RunReport) -> int:
                 request_id=detail.get("requestId"),
                 attempts=int(detail.get("attempts") or 0),
                 failed_at=time_now(),
-                run_id=run_id,
+                run_id=report.run_id,
                 kind="record",
                 retryable=bool(detail.get("retryable", False)),
             )
         )
-    return put_letters(ctx, letters)
+    return run.put_letters(letters)
 
 
-def put_letters(ctx: SyncContext, letters: list[DeadLetter]) -> int:
-    if not letters:
-        return 0
-    if ctx.sink is None:
-        raise CvcSyncError(
-            f"{len(letters)} records failed and no dead-letter sink is configured", code="NoDeadLetterSink"
-        )
-    return ctx.sink.put(letters)
-
-
-def commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
-    """Record what CVC now holds at the input's event time (``engine.settle``); races lost to newer changes
-    committed meanwhile, and users a newer accepted snapshot lacks, are dead-lettered as repairs."""
+def commit_state(run: Run) -> None:
+    """Record what CVC now holds at the input's event time; an accepted full snapshot also records its time, and
+    users a newer accepted snapshot lacks are dead-lettered as repairs (``Run.commit``)."""
+    plan, report = run.plan, run.report
     at = report.event_time or clock.stamp(clock.now())
     accepted = plan.mode == "full" and not report.refused
-    repairs: list[Repair] = []
 
-    def changes(state: ShadowState) -> None:
-        repairs.clear()  # a commit that met a concurrent one runs again on the newer generation
+    def writes() -> Iterator[Write]:
         upserts, deletes = plan.changes_for_state()
-        writes = chain(
+        return chain(
             (Write(uid, at, UPSERT, digest, record) for uid, digest, record in upserts),
             (Write(uid, at, DELETE_WRITE) for uid in deletes),
             # Writes that failed are the latest intents all the same (``engine.settle``): dead-lettered, uncertain.
@@ -125,30 +107,25 @@ def commit_state(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
                 )
             ),
         )
-        while batch := list(islice(writes, 5000)):
-            repairs.extend(settle_writes(state, batch, base_generation=plan.state_generation))
-        if accepted:
-            if state.generation != plan.state_generation:  # another writer committed since the plan
-                mine = {r.user_id for r in repairs}
-                more = snapshot_repairs(state, plan.users_named, at, plan.state_generation)
-                repairs.extend(r for r in more if r.user_id not in mine)
-            record_snapshot(state, at)
+
+    def snapshot(state: ShadowState, repairs: list[Repair]) -> None:
+        if not accepted:
+            return
+        if state.generation != plan.state_generation:  # another writer committed since the plan
+            mine = {r.user_id for r in repairs}
+            more = snapshot_repairs(state, plan.users_named, at, plan.state_generation)
+            repairs.extend(r for r in more if r.user_id not in mine)
+        record_snapshot(state, at)
 
     written = plan.db.execute(
         "SELECT COUNT(*) FROM rows WHERE outcome IN ('created', 'updated', 'deleted', 'deadLettered')"
     ).fetchone()[0]
-    if not written and not accepted and not report.state.get("inFlight"):  # a list to fold: commit all the same
-        report.state["generationAfter"] = report.state.get("generationBefore")  # nothing to remember
-        return
-    generation = ctx.state.commit(changes, run_id=report.run_id, snapshot_rows=plan.valid_users() if accepted else None)
-    report.state["generationAfter"] = generation
-    if repairs:
-        report.state["repairs"] = len(repairs)
-        report.messages.append(
-            f"{len(repairs)} user(s) were changed by another writer while this run applied: their newest change "
-            "is dead-lettered to be applied again (LostRace)"
-        )
-        put_letters(ctx, repair_letters(repairs, run_id=report.run_id, source={**plan.source, "kind": "repair"}))
+    run.commit(
+        writes,
+        also=snapshot,
+        needed=bool(written) or accepted,
+        snapshot_rows=plan.valid_users() if accepted else None,
+    )
 
 
 def report_key(ctx: SyncContext, report: RunReport) -> str:
@@ -156,33 +133,25 @@ def report_key(ctx: SyncContext, report: RunReport) -> str:
     return ctx.settings.key("reports", key.lstrip("/"), f"{report.run_id}.json")
 
 
-def finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float) -> RunReport:
-    report.dead_letters = dead_letters(plan, ctx, report)
-    commit_state(plan, report, ctx)
+def finish(run: Run) -> RunReport:
+    plan, report = run.plan, run.report
+    report.dead_letters = dead_letters(run)
+    commit_state(run)
     report.outcomes = plan.outcome_counts()
     report.status = final_status(report.outcomes, refused=report.refused).value
-    closed = close_report(plan, report, ctx, started)
+    closed = close_report(run)
     if report.approval and report.approval.get("approved"):
         # After the commit and the report: a run killed before here and retried on the same upload still finds it.
-        approvals.consume(ctx.store, ctx.output_bucket, str(report.approval["marker"]))
+        approvals.consume(run.ctx.store, run.ctx.output_bucket, str(report.approval["marker"]))
     return closed
 
 
-def close_report(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float) -> RunReport:
+def close_report(run: Run) -> RunReport:
+    plan, report, ctx = run.plan, run.report, run.ctx
     report.problem_count = plan.problem_count()
     report.problems = list(plan.problems(MAX_PROBLEMS_IN_REPORT))
-    report.calls = {
-        k: n - ctx.calls_baseline.get(k, 0) for k, n in ctx.cvc.calls.items() if n > ctx.calls_baseline.get(k, 0)
-    }
-    report.durations_ms["total"] = (time.monotonic() - started) * 1000
-    report.finished_at = time_now()
-    if report.status == RunStatus.DRY_RUN.value:
-        check_accounting(report.received, report.planned)  # nothing applied: every row has a planned operation
-    else:
-        report.check()
     key = report_key(ctx, report)
-    ctx.put_json(key, report.to_dict())
-    ctx.put_json(run_key(ctx, report.run_id, "report.json"), report.to_dict())  # found by run id alone (HTTP API)
+    run.close(report_keys=(key, run.run_report_key()), log_fields={"received": report.received, "reportKey": key})
     if report.problem_count > MAX_PROBLEMS_IN_REPORT:
         lines = b"".join(orjson.dumps(p.to_dict()) + b"\n" for p in plan.problems())
         ctx.store.put_bytes(ctx.output_bucket, key.removesuffix(".json") + ".problems.ndjson", lines)
@@ -193,64 +162,33 @@ def close_report(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: f
             problems_csv(plan.problems()),
             content_type="text/csv; charset=utf-8",
         )
-    level = logging.ERROR if report.refused else logging.INFO
-    log.log(
-        level,
-        "sync %s",
-        report.status,
-        extra={"runId": report.run_id, "outcomes": report.outcomes, "received": report.received, "reportKey": key},
-    )
     return report
 
 
-def mark_in_flight(plan: SyncPlan, report: RunReport, ctx: SyncContext) -> None:
-    """Before the first write: tell the state which users this run may change (see ``engine.state``), once."""
-    if "inFlight" not in report.state:
-        report.state["inFlight"] = ctx.state.mark_in_flight(report.run_id, plan.in_flight())
-
-
-def apply_and_finish(plan: SyncPlan, report: RunReport, ctx: SyncContext, started: float, workdir: Path) -> RunReport:
+def apply_and_finish(run: Run, workdir: Path) -> RunReport:
+    ctx, plan = run.ctx, run.plan
     settings = ctx.settings
     pending = plan.pending_count()
-    mark_in_flight(plan, report, ctx)
+    run.mark_in_flight()
     if settings.fanout != "off" and pending > settings.fanout_threshold and ctx.dispatcher is not None:
-        return fan_out(plan, report, ctx, workdir)
-    applied_at = time.monotonic()
+        return fan_out(run, workdir)
     if ctx.on_apply_start is not None:
         ctx.on_apply_start(pending)
-    breaker = CircuitBreaker()
-    result = applier(ctx, breaker).run(plan)
-    report.durations_ms["apply"] = report.durations_ms.get("apply", 0.0) + (time.monotonic() - applied_at) * 1000
+    result = run.apply(on_progress=ctx.on_progress)
     if result.stopped_by == CIRCUIT_OPEN:
-        return pause(plan, report, ctx, workdir, started, breaker.reason or "CVC failing")
+        return pause(run, workdir)
     if result.status == CHECKPOINTED:
-        return checkpoint(plan, report, ctx, workdir)
-    return finish(plan, report, ctx, started)
+        return checkpoint(run, workdir)
+    return finish(run)
 
 
-def applier(ctx: SyncContext, breaker: CircuitBreaker | None = None) -> Applier:
-    settings = ApplySettings(
-        batch_size=ctx.cvc.settings.batch_size,
-        concurrency=ctx.settings.concurrency,
-        budget=ctx.invocation.budget(ctx.settings.deadline_margin),
-    )
-    return Applier(ctx.cvc, settings, on_progress=ctx.on_progress, breaker=breaker)
-
-
-def pause(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path, started: float, reason: str) -> RunReport:
+def pause(run: Run, workdir: Path) -> RunReport:
     """CVC is failing as a whole (the circuit opened): stop calling it, checkpoint, and come back after a pause
     that doubles each time, as the queue path hands its messages back; after ``MAX_PAUSES`` the records still
     pending are dead-lettered (retryable: the redrive sends them once CVC is back) and the run finishes."""
-    from cvcsync.schedule.alerts import mark_circuit_open  # the heartbeat task alerts on this marker
-
-    mark_circuit_open(
-        ctx.store,
-        ctx.output_bucket,
-        ctx.settings.output_prefix,
-        reason=reason,
-        source="upload",
-        request_id=ctx.invocation.request_id,
-    )
+    plan, report = run.plan, run.report
+    reason = (run.breaker.reason if run.breaker else None) or "CVC failing"
+    run.alert_circuit_open()
     pauses = int(report.state.get("pauses", 0)) + 1
     report.state["pauses"] = pauses
     if pauses > MAX_PAUSES:
@@ -260,10 +198,10 @@ def pause(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path, st
             "SELECT seq FROM rows WHERE outcome IS NULL AND op IN ('create', 'update', 'delete')"
         ).fetchall()
         plan.record_outcomes((seq, Outcome.DEAD_LETTERED.value, detail) for (seq,) in pending)
-        return finish(plan, report, ctx, started)
-    wait = min(ctx.settings.circuit_pause * 2 ** (pauses - 1), MAX_PAUSE_SECONDS)
+        return finish(run)
+    wait = min(run.ctx.settings.circuit_pause * 2 ** (pauses - 1), MAX_PAUSE_SECONDS)
     report.messages.append(f"circuit open ({reason}): paused, continuing in {wait:g} s")
-    return checkpoint(plan, report, ctx, workdir, not_before=time.time() + wait)
+    return checkpoint(run, workdir, not_before=time.time() + wait)
 
 
 # -- checkpoint, resume, fan-out -------------------------------------------------------------------------------
@@ -273,7 +211,8 @@ def run_key(ctx: SyncContext, run_id: str, name: str) -> str:
     return ctx.settings.key("runs", run_id, name)
 
 
-def save_run(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> None:
+def save_run(run: Run, workdir: Path) -> None:
+    plan, report, ctx = run.plan, run.report, run.ctx
     packed = workdir / "plan.sqlite.gz"
     plan.db.execute("PRAGMA wal_checkpoint")
     with plan.path.open("rb") as source, gzip.open(packed, "wb", compresslevel=4) as target:
@@ -298,14 +237,13 @@ def continuation_event(ctx: SyncContext, action: str, run_id: str, **extra: Any)
     return {"cvcsync": {"action": action, "runId": run_id, "bucket": ctx.output_bucket, **extra}}
 
 
-def checkpoint(
-    plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path, *, not_before: float | None = None
-) -> RunReport:
+def checkpoint(run: Run, workdir: Path, *, not_before: float | None = None) -> RunReport:
+    plan, report, ctx = run.plan, run.report, run.ctx
     report.status = RunStatus.CHECKPOINTED.value
     report.outcomes = plan.outcome_counts()
     step = int(report.state.get("resumes", 0)) + 1  # each continuation names its step: a duplicate delivery is idle
     report.state["resumes"] = step
-    save_run(plan, report, ctx, workdir)
+    save_run(run, workdir)
     if ctx.dispatcher is None:
         raise CvcSyncError(
             "the deadline came before the run finished and no way to continue is configured", code="NoContinuation"
@@ -319,13 +257,14 @@ def checkpoint(
     return report
 
 
-def fan_out(plan: SyncPlan, report: RunReport, ctx: SyncContext, workdir: Path) -> RunReport:
+def fan_out(run: Run, workdir: Path) -> RunReport:
+    plan, report, ctx = run.plan, run.report, run.ctx
     assert ctx.dispatcher is not None
     chunks = plan.assign_chunks(ctx.settings.fanout_chunk)
     report.status = RunStatus.FANNED_OUT.value
     report.state["chunks"] = chunks
     report.outcomes = plan.outcome_counts()
-    save_run(plan, report, ctx, workdir)
+    save_run(run, workdir)
     ctx.dispatcher.dispatch(
         [
             continuation_event(ctx, "chunk", report.run_id, chunk=n, chunks=chunks, step=f"chunk-{n}")

@@ -50,16 +50,16 @@ import orjson
 from cvcsync import clock
 from cvcsync.budget import TimeBudget
 from cvcsync.engine import guards
-from cvcsync.engine.apply import Applier, ApplySettings
 from cvcsync.engine.circuit import AUTH_CODES, CircuitBreaker
-from cvcsync.engine.outcomes import Outcome
+from cvcsync.engine.outcomes import Outcome, RunReport
 from cvcsync.engine.reconcile import SAMPLE as LISTED
 from cvcsync.engine.reconcile import Drift
-from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes, repair_letters, settle_writes
+from cvcsync.engine.settle import DELETE, UPSERT, Write, last_changes
 from cvcsync.engine.state import ShadowState
 from cvcsync.engine.workspace import DELTA, PlanRow, insert_rows, new_workspace
 from cvcsync.errors import CvcBusinessError, CvcError, InvalidInputError
 from cvcsync.inputs.records import RecordError, content_hash, parse_user, user_from_cvc
+from cvcsync.runs.run import Run
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import (
     HEAL_CVC,
@@ -390,16 +390,18 @@ class Reconcile:
                 for (user_id,) in directory.db.execute(directory.only_in_cvc() + " ORDER BY 1"):
                     rows.append(PlanRow(len(rows) + 1, user_id, "delete", "delete"))
             insert_rows(plan, rows)
-            applier_settings = ApplySettings(
-                batch_size=self.ctx.sync.cvc.settings.batch_size,
-                concurrency=settings.concurrency,
+            # A writer like every other (``runs.run.Run``): in flight first, applied within the budget, settled.
+            run = Run(
+                self.ctx.sync,
+                plan,
+                RunReport(run_id=self.run_id, mode=DELTA, source={"kind": "reconcile"}),
+                writer="reconcile",
                 budget=TimeBudget.until(self.deadline, settings.deadline_margin),
+                breaker=self.breaker,
             )
-            if rows:  # a writer like every other (runs.lifecycle): in flight first, settled after
-                self.ctx.sync.state.mark_in_flight(self.run_id, plan.in_flight())
-            Applier(self.ctx.sync.cvc, applier_settings, breaker=self.breaker).run(plan)
+            run.apply()
             if rows:
-                heal["repairs"] = self._settle_heal(plan, state)
+                heal["repairs"] = self._settle_heal(run, state)
             outcomes = plan.outcome_counts()
             failures = [
                 {"userId": uid, "code": orjson.loads(error).get("code") if error else None}
@@ -438,10 +440,11 @@ class Reconcile:
         )
         return heal
 
-    def _settle_heal(self, plan: Any, state: ShadowState) -> int:
+    def _settle_heal(self, run: Run, state: ShadowState) -> int:
         """Commit what the heal wrote through the one rule (``engine.settle``). A pushed user is the state's last
         change applied again, at that change's time; a deleted outsider is a change of now. Whatever another writer
         committed since the state was read wins, and is applied again if this heal may have overwritten it."""
+        plan = run.plan
         ids = [uid for (uid,) in plan.db.execute("SELECT user_id FROM rows")]
         known = last_changes(state, ids)
         now = clock.stamp(clock.now())
@@ -454,15 +457,9 @@ class Reconcile:
                 writes.append(Write(user_id, now, DELETE))
             else:
                 writes.append(Write(user_id, known.get(user_id) or clock.stamp(clock.EPOCH), UPSERT, digest, record))
-        repairs: list[Repair] = []
-
-        def changes(target: ShadowState) -> None:
-            carry_last_sync(target)
-            repairs[:] = settle_writes(target, writes, base_generation=state.generation)
-
-        self.ctx.sync.state.commit(changes, run_id=self.run_id)
-        if repairs and self.ctx.sync.sink is not None:
-            self.ctx.sync.sink.put(repair_letters(repairs, run_id=self.run_id, source={"kind": "repair"}))
+        repairs = run.commit(
+            lambda: writes, also=lambda target, _repairs: carry_last_sync(target), repair_letters_to_sink=False
+        )
         return len(repairs)
 
     def _refused(self, why: str) -> None:

@@ -229,3 +229,23 @@ def test_an_empty_export_is_refused_loudly_and_deletes_nothing(env: dict[str, st
     assert run["status"] == "refused" and run["refused"]
     assert run["outcomes"]["skippedByGuard"] == 20 and run["outcomes"]["deleted"] == 0
     assert len(emulator.users()) == 20
+
+
+def test_a_file_that_cannot_be_read_at_all_still_leaves_a_report_and_a_problems_file(
+    env: dict[str, str], moto: Any, emulator: Any
+) -> None:
+    """Issue 12: a whole-file refusal through the upload function is a run like any other (a report, the problems
+    file), not an error with no trace in the bucket; the platform is not asked to retry a file that cannot pass."""
+    put(moto, FC_KEY, b"\x1f\x8b\x08\x00" + b"not really gzip" * 20)
+    answer = orjson.loads(handle(load_event("fc/oss-putobject.json", raw=True), fc_context(), env=env))
+    [run] = answer["runs"]
+    assert run["status"] == "rejected" and run["received"] == 0 == sum(run["outcomes"].values())
+    report_key, problems_key = sorted(keys(moto, f"cvc-sync/reports/{FC_KEY}/"))
+    assert problems_key == report_key.removesuffix(".json") + ".problems.csv"
+    report = read_json(moto, report_key)
+    assert report["status"] == "rejected" and report["problems"][0]["code"] == "BadGzip"
+    assert "gzip" in report["messages"][0]
+    problems = moto.s3_client().get_object(Bucket=BUCKET, Key=problems_key)["Body"].read().decode("utf-8-sig")
+    assert "BadGzip" in problems
+    assert read_json(moto, f"cvc-sync/runs/{run['runId']}/report.json")["status"] == "rejected"
+    assert emulator.users() == []

@@ -17,26 +17,30 @@ class Outcome(str, enum.Enum):
     REJECTED = "rejected"
     DEAD_LETTERED = "deadLettered"
     SKIPPED_BY_GUARD = "skippedByGuard"
-    # Change events (queue messages) only:
-    SUPERSEDED = "superseded"  # a later change of the same user in the same batch won
+    SUPERSEDED = "superseded"  # change events only: a later change of the same user in the same batch won
     STALE = "stale"  # older than the last change already applied for that user
-    DUPLICATE = "duplicate"  # an event id already applied (a redelivery)
+    # A copy, never sent: in a file, a row of the same user id and person as a later row (which wins); in a batch
+    # of changes, an event id already applied (a redelivery).
+    DUPLICATE = "duplicate"
     RETRIED = "retried"  # handed back to the platform (throttling, 5xx, open circuit, deadline) to deliver again
 
 
 class RunStatus(str, enum.Enum):
     """One status vocabulary for every run, whoever wrote (upload, continuation, queue, redrive, HTTP)."""
 
-    APPLIED = "applied"  # every record that needed a write got it (or needed none)
+    APPLIED = "applied"  # every record that needed a write got it (or needed none: unchanged, duplicate, stale)
     PARTIAL = "partial"  # some writes went through, some records were rejected or dead-lettered
     FAILED = "failed"  # records failed (dead-lettered, rejected, handed back) and none was written nor in place
     REFUSED = "refused"  # a safety gate refused (nothing destructive sent), or a saved plan is stale
+    REJECTED = "rejected"  # the input as a whole could not be read (binary, damaged, no header): nothing planned
     DRY_RUN = "dry-run"  # planned only
     CHECKPOINTED = "checkpointed"  # saved at the deadline; a new invocation continues it
     FANNED_OUT = "fanned-out"  # split into chunks applied by other invocations; the last one finishes it
 
 
-FINAL_STATUSES = frozenset({RunStatus.APPLIED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.REFUSED})
+FINAL_STATUSES = frozenset(
+    {RunStatus.APPLIED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.REFUSED, RunStatus.REJECTED}
+)
 # The record is in CVC as intended, or needed no write (a copy, an older or superseded change).
 _FINE = ("created", "updated", "deleted", "unchanged", "duplicate", "stale", "superseded")
 _BAD = ("deadLettered", "rejected", "retried")  # not done: failed, invalid, or handed back to be tried again

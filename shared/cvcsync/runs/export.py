@@ -23,7 +23,7 @@ from cvcsync.engine.outcomes import GuardResult, RunReport, RunStatus
 from cvcsync.engine.plan import build_plan
 from cvcsync.engine.state import ShadowState, StateConflict
 from cvcsync.engine.workspace import CREATE, DELETE, UPDATE, PlanInput, SyncPlan
-from cvcsync.errors import CvcError
+from cvcsync.errors import CvcError, InvalidInputError
 from cvcsync.inputs.columns import ColumnMap
 from cvcsync.inputs.events.types import ObjectUploaded
 from cvcsync.inputs.readers import read_records
@@ -161,7 +161,12 @@ def sync_source(
         try:
             rows = read_records(stream, name=name, encoding=ctx.settings.encoding)
             mapper = ctx.column_map or ColumnMap.from_env()
-            plan = build_plan(PlanInput(rows, mode, ctx.settings.defaults, mapper, source, as_of), state, workdir)
+            try:
+                plan = build_plan(PlanInput(rows, mode, ctx.settings.defaults, mapper, source, as_of), state, workdir)
+            except InvalidInputError as exc:  # the file as a whole: binary, damaged, no header, wrong encoding
+                report = RunReport(run_id=str(uuid.uuid4()), mode=mode, source=source, started_at=lifecycle.time_now())
+                report.event_time = as_of
+                return lifecycle.reject_input(Run(ctx, None, report, writer="upload", started=started), exc)
             report = _evaluate_guards(plan, state, ctx, approved, approval, as_of)
         finally:
             state.close()

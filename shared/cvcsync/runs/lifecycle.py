@@ -23,12 +23,12 @@ import orjson
 
 from cvcsync import clock
 from cvcsync.engine.apply import CHECKPOINTED, CIRCUIT_OPEN
-from cvcsync.engine.outcomes import Outcome, RunReport, RunStatus, final_status
+from cvcsync.engine.outcomes import Outcome, Problem, RunReport, RunStatus, final_status
 from cvcsync.engine.settle import DELETE as DELETE_WRITE
 from cvcsync.engine.settle import UPSERT, Repair, Write, record_snapshot, snapshot_repairs
 from cvcsync.engine.state import ShadowState
 from cvcsync.engine.workspace import DELETE, SyncPlan
-from cvcsync.errors import CvcSyncError
+from cvcsync.errors import CvcSyncError, InvalidInputError
 from cvcsync.outputs.deadletters import DeadLetter
 from cvcsync.outputs.problems_csv import problems_csv
 from cvcsync.platform.context import SyncContext
@@ -162,6 +162,25 @@ def close_report(run: Run) -> RunReport:
             problems_csv(plan.problems()),
             content_type="text/csv; charset=utf-8",
         )
+    return report
+
+
+def reject_input(run: Run, error: InvalidInputError) -> RunReport:
+    """A file that cannot be read as a whole (binary, damaged, no header, not in its encoding) is a run all the
+    same: nothing planned or sent, and a report and a problems file that say why, where the file's reports go."""
+    report, ctx = run.report, run.ctx
+    problem = Problem(error.code, error.message)
+    report.status = RunStatus.REJECTED.value
+    report.problems, report.problem_count = [problem], 1
+    report.messages.append(f"the file was not synced: {error.message}")
+    key = report_key(ctx, report)
+    run.close(report_keys=(key, run.run_report_key()), log_fields={"code": error.code, "reportKey": key})
+    ctx.store.put_bytes(
+        ctx.output_bucket,
+        key.removesuffix(".json") + ".problems.csv",
+        problems_csv([problem]),
+        content_type="text/csv; charset=utf-8",
+    )
     return report
 
 

@@ -190,7 +190,7 @@ class Run:
             document = report.to_dict()
             for key in report_keys:
                 self.ctx.put_json(key, document)
-        level = logging.ERROR if report.refused else logging.INFO
+        level = logging.ERROR if report.refused or report.status == RunStatus.REJECTED.value else logging.INFO
         log.log(
             level,
             "%s run %s",

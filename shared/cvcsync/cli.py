@@ -1,8 +1,13 @@
 """The ``cvcsync`` command: talk to CVC (or the emulator) from a terminal or a script.
 
-Results are JSON on stdout (indented on a terminal); problems are one clear line each on stderr; the exit code
-says what happened: 0 done, 1 CVC refused or failed, 2 usage or configuration, 3 invalid input (some records
-rejected), so scripts can tell them apart.
+Results are JSON on stdout (indented on a terminal); problems are one clear line each on stderr (rows rejected
+for one reason are one line with the fix: ``cli_problems``); the exit code says what happened, as the README's
+table lists: 0 done (or a dry run), 1 CVC refused or failed records, 2 usage or configuration (argparse's own
+errors, a missing file, an unusable event file), 3 invalid input (some records rejected), 4 refused (a safety
+gate, or a stale saved plan), 5 ``--reconcile`` found drift. Known failures never end in a traceback.
+
+``create`` and ``sync`` read a file the same way (``cli_files``); planning shows progress on a terminal (or with
+``--progress``) by counting what is read from the file (``cli_output.ReadProgress``).
 """
 
 from __future__ import annotations
@@ -10,48 +15,42 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
 from cvcsync import __version__
 from cvcsync.adapters.cvc import CvcClient
+from cvcsync.cli_files import cmd_create, file_env, file_options, local_file, planning_progress
+from cvcsync.cli_output import (
+    EXIT_CVC,
+    EXIT_DRIFT,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    Progress,
+    ReadProgress,
+    emit,
+    summary_table,
+)
 from cvcsync.config import ENV_LOG_LEVEL
+from cvcsync.engine.outcomes import RunStatus
 from cvcsync.errors import ConfigurationError, CvcError, CvcSyncError, InvalidInputError
 from cvcsync.inputs.formats import FORMATS
-from cvcsync.inputs.readers import read_records
-from cvcsync.inputs.records import RecordError, User, parse_user, user_from_cvc
+from cvcsync.inputs.records import user_from_cvc
 from cvcsync.logs import configure_logging
 
-# The README's exit codes; one per run status family (``engine.outcomes.RunStatus``).
-EXIT_OK, EXIT_CVC, EXIT_USAGE, EXIT_INVALID, EXIT_REFUSED, EXIT_DRIFT = 0, 1, 2, 3, 4, 5
-MAX_PROBLEMS_SHOWN = 50
+if TYPE_CHECKING:
+    from cvcsync.platform.context import SyncContext
 
+# InvalidInputError codes that are the caller's mistake on the command line, not bad records: usage errors.
+USAGE_CODES = frozenset({"Usage", "NoSuchFile", "BadEventFile"})
 
-def _emit(value: Any, stream: IO[str] | None = None) -> None:
-    out = stream or sys.stdout
-    option = orjson.OPT_INDENT_2 if out.isatty() else 0
-    out.write(orjson.dumps(value, option=option).decode() + "\n")
-    out.flush()
-
-
-class Progress:
-    """``created 300/1000`` on a terminal's stderr, rewritten in place; silent when stderr is not a terminal."""
-
-    def __init__(self, label: str, total: int, stream: IO[str], enabled: bool | None = None) -> None:
-        self.label, self.total, self.stream = label, total, stream
-        self.enabled = stream.isatty() if enabled is None else enabled
-        self.done = 0
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.enabled:
-            end = "\n" if self.done >= self.total else ""
-            self.stream.write(f"\r{self.label} {self.done}/{self.total}{end}")
-            self.stream.flush()
+_summary_table = summary_table  # the demo's name for it
 
 
 def _client(args: argparse.Namespace) -> CvcClient:
@@ -59,102 +58,29 @@ def _client(args: argparse.Namespace) -> CvcClient:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    _emit(user_from_cvc(_client(args).get_user(args.user_id)))
+    emit(user_from_cvc(_client(args).get_user(args.user_id)))
     return EXIT_OK
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     users = [user_from_cvc(info) for info in _client(args).list_users(page_size=args.page_size)]
-    _emit(users)
+    emit(users)
     return EXIT_OK
 
 
 def _cmd_account(args: argparse.Namespace) -> int:
-    _emit(_client(args).get_account_info())
+    emit(_client(args).get_account_info())
     return EXIT_OK
 
 
-def _load_users(args: argparse.Namespace, problems: list[dict[str, Any]]) -> tuple[list[User], int]:
-    """Validate every record of the file; collect rejections in ``problems``; return users and rows read."""
-    defaults = {k: v for k, v in (("groupId", args.group_id), ("groupName", args.group_name)) if v}
-    users: list[User] = []
-    received = 0
-    path = Path(args.file)
-    if not path.is_file():
-        raise InvalidInputError(f"{args.file}: no such file", code="NoSuchFile")
-    with path.open("rb") as stream:
-        for row in read_records(stream, name=path.name, fmt=args.format, encoding=args.encoding):
-            received += 1
-            if row.error:
-                problems.append(
-                    {"line": row.line, "code": "UnreadableRecord", "message": f"{row.position}: {row.error}"}
-                )
-                continue
-            try:
-                user = parse_user(row.data, position=row.position, defaults=defaults)
-            except RecordError as exc:
-                problems.append({"line": row.line, **exc.to_dict()})
-                continue
-            for notice in user.notices:
-                print(f"cvcsync: note: {row.position}: {notice}", file=sys.stderr)
-            users.append(user)
-    return users, received
-
-
-def _dedupe(users: list[User], problems: list[dict[str, Any]]) -> list[User]:
-    """The last record of a userId wins, as it would in CVC; earlier ones are reported as duplicates."""
-    last: dict[str, User] = {}
-    for user in users:
-        if user.user_id in last:
-            problems.append({"code": "DuplicateUserId", "userId": user.user_id, "message": "superseded by a later row"})
-        last[user.user_id] = user
-    return list(last.values())
-
-
 def _cmd_create(args: argparse.Namespace) -> int:
-    problems: list[dict[str, Any]] = []
-    users, received = _load_users(args, problems)
-    unique = _dedupe(users, problems)
-    report: dict[str, Any] = {"file": args.file, "received": received, "valid": len(unique), "dryRun": args.dry_run}
-    failed: list[dict[str, Any]] = []
-    upserted = 0
-    if not args.dry_run and unique:
-        client = _client(args)
-        progress = Progress("upserted", len(unique), sys.stderr, enabled=args.progress)
-        for batch in client.iter_create(u.to_cvc() for u in unique):
-            if batch.ok:
-                upserted += len(batch.user_ids)
-            else:
-                assert batch.error is not None
-                failed.append({**batch.error.to_dict(), "userIds": batch.user_ids})
-                print(f"cvcsync: error: batch of {len(batch.user_ids)} users: {batch.error}", file=sys.stderr)
-            progress.advance(len(batch.user_ids))
-    report.update(
-        upserted=upserted,
-        rejected=received - len(users),
-        duplicates=len(users) - len(unique),
-        failed=sum(len(f["userIds"]) for f in failed),
-        problems=problems[:MAX_PROBLEMS_SHOWN],
-        failedBatches=failed,
-    )
-    outcomes = upserted + report["rejected"] + report["duplicates"] + report["failed"]
-    if not args.dry_run and received != outcomes:
-        # Every row read ends in exactly one outcome: the invariant reports are trusted for.
-        raise CvcSyncError(f"accounting mismatch: read {received} rows, {outcomes} outcomes", code="AccountingMismatch")
-    for problem in problems[:MAX_PROBLEMS_SHOWN]:
-        print(f"cvcsync: rejected: {problem.get('message')}", file=sys.stderr)
-    if len(problems) > MAX_PROBLEMS_SHOWN:
-        print(f"cvcsync: … and {len(problems) - MAX_PROBLEMS_SHOWN} more problems", file=sys.stderr)
-    _emit(report)
-    if failed:
-        return EXIT_CVC
-    return EXIT_INVALID if report["rejected"] else EXIT_OK
+    return cmd_create(args, lambda: _client(args))
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     ids = list(dict.fromkeys(uid.strip() for uid in args.user_ids if uid.strip()))
     if args.dry_run:
-        _emit({"dryRun": True, "wouldDelete": ids})
+        emit({"dryRun": True, "wouldDelete": ids})
         return EXIT_OK
     failed: list[dict[str, Any]] = []
     deleted: list[str] = []
@@ -165,31 +91,8 @@ def _cmd_delete(args: argparse.Namespace) -> int:
             assert batch.error is not None
             failed.append({**batch.error.to_dict(), "userIds": batch.user_ids})
             print(f"cvcsync: error: {batch.error}", file=sys.stderr)
-    _emit({"deleted": deleted, "failedBatches": failed})
+    emit({"deleted": deleted, "failedBatches": failed})
     return EXIT_CVC if failed else EXIT_OK
-
-
-def _summary_table(report: dict[str, Any], stream: IO[str]) -> None:
-    """The run at a glance, for a person at a terminal."""
-    source = report["source"].get("file") or f"{report['source'].get('bucket')}/{report['source'].get('key')}"
-    lines = [
-        f"run {report['runId']}  {report['status'].upper()}  mode {report['mode']}  {source}",
-        f"received {report['received']} "
-        f"({report['rowsRead']} rows read, {report['impliedDeletions']} implied deletions)",
-    ]
-    planned_or_done = report["planned"] if report["status"] == "dry-run" else report["outcomes"]
-    width = max(len(k) for k in planned_or_done)
-    lines += [f"  {name:<{width}}  {count:>8}" for name, count in planned_or_done.items() if count]
-    for guard in report["guards"]:
-        mark = "ok" if guard["passed"] else ("OVERRIDDEN" if guard["overridden"] else "REFUSED")
-        lines.append(f"  gate {guard['name']}: {mark} — {guard['detail']}")
-    lines += [f"  ! {message}" for message in report["messages"]]
-    lines += [f"  problem: {p.get('message')}" for p in report["problems"][:10]]
-    if report["problemCount"] > 10:
-        lines.append(f"  … {report['problemCount'] - 10} more problems in the report")
-    calls = ", ".join(f"{k} {v}" for k, v in report["calls"].items()) or "none"
-    lines.append(f"CVC calls: {calls}; dead letters: {report['deadLetters']}")
-    stream.write("\n".join(lines) + "\n")
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
@@ -197,30 +100,36 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from cvcsync_dev.local import local_context, open_input
 
     progress: Progress | None = None
+    reading: ReadProgress | None = None
 
     def start(total: int) -> None:
         nonlocal progress
+        if reading is not None:
+            reading.finish()  # planning is over: its last line stays, the apply's starts below it
         progress = Progress("applied", total, sys.stderr, enabled=args.progress)
 
     def advance(count: int) -> None:
         if progress is not None:
             progress.advance(count)
 
-    ctx = local_context(args.state, _client(args), on_progress=advance, on_apply_start=start)
+    if not args.reconcile and bool(args.apply_plan) == bool(args.source):  # before anything is made or called
+        raise InvalidInputError("give either FILE_OR_S3_URL, --apply-plan F or --reconcile", code="Usage")
+    plan_file = local_file(args.apply_plan) if args.apply_plan and not args.reconcile else None
+    env = file_env(args)
+    ctx = local_context(args.state, _client(args), env=env, on_progress=advance, on_apply_start=start)
     if args.reconcile:
         return _reconcile(ctx, args)
-    if bool(args.apply_plan) == bool(args.source):
-        raise InvalidInputError("give either FILE_OR_S3_URL, --apply-plan F or --reconcile", code="Usage")
-    if args.apply_plan:
-        with Path(args.apply_plan).open("rb") as artefact:
+    if plan_file is not None:
+        with plan_file.open("rb") as artefact:
             report = apply_saved_plan(artefact, ctx).to_dict()
     else:
-        stream, name, source = open_input(args.source)
+        raw, name, source = open_input(args.source, env)
+        reading = planning_progress(raw, Path(source["file"]) if "file" in source else None, args)
         mode = args.mode or ctx.settings.mode_for(name)
         dry_run = args.dry_run or bool(args.plan_out)
-        with stream, Path(args.plan_out).open("wb") if args.plan_out else _nothing() as plan_out:
+        with reading as stream, Path(args.plan_out).open("wb") if args.plan_out else _nothing() as plan_out:
             report = sync_source(
-                stream,
+                cast(IO[bytes], stream),
                 name=name,
                 source=source,
                 mode=mode,
@@ -229,15 +138,51 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 approved=args.approve,
                 plan_out=plan_out,
             ).to_dict()
+            reading.finish()
     if args.json:
-        _emit(report)
+        emit(report)
     else:
-        _summary_table(report, sys.stdout)
+        _print_summary(report, ctx)
     if report["refused"]:
         return EXIT_REFUSED
+    if report["status"] == RunStatus.REJECTED.value:  # the file as a whole could not be read
+        return EXIT_INVALID
     if report["deadLetters"]:
         return EXIT_CVC
     return EXIT_INVALID if report["outcomes"].get("rejected") or report["planned"].get("reject") else EXIT_OK
+
+
+def _print_summary(report: dict[str, Any], ctx: SyncContext) -> None:
+    """The summary table, its problems grouped from the run's full list (the report holds the first 100 only)."""
+    from cvcsync.engine.outcomes import RunReport
+    from cvcsync.runs.lifecycle import report_key
+
+    key = report_key(ctx, RunReport.from_dict(report)).removesuffix(".json")
+    root = getattr(ctx.store, "root", None)  # a local state directory: name the file as a path
+    where = str(Path(root, ctx.output_bucket, key)) if root is not None else f"s3://{ctx.output_bucket}/{key}"
+    problems: Iterator[dict[str, Any]] | None = None
+    if report["problemCount"] > len(report["problems"]):
+        problems = _stored_problems(ctx, key + ".problems.ndjson")
+    summary_table(report, sys.stdout, problems=problems, problems_at=f"{where}.problems.csv")
+
+
+def _stored_problems(ctx: SyncContext, key: str) -> Iterator[dict[str, Any]] | None:
+    """Every problem of the run, streamed from its report files (a million stay a million lines, not a list);
+    None, so the report's first ones do, where the file cannot be opened."""
+    from cvcsync.adapters.objects import ObjectStoreError
+
+    try:
+        stream = ctx.store.open(ctx.output_bucket, key)
+    except ObjectStoreError:
+        return None
+    return _problem_lines(stream)
+
+
+def _problem_lines(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
+    with stream:
+        for line in stream:
+            if line.strip():
+                yield orjson.loads(line)
 
 
 def _reconcile(ctx: Any, args: argparse.Namespace) -> int:
@@ -248,7 +193,7 @@ def _reconcile(ctx: Any, args: argparse.Namespace) -> int:
 
     drift = reconcile(ctx.cvc, ctx.state, run_id=str(uuid.uuid4()), rebuild=args.rebuild_state).to_dict()
     if args.json:
-        _emit(drift)
+        emit(drift)
     else:
         verdict = "IN SYNC" if drift["inSync"] else "DRIFT"
         print(f"{verdict}: CVC holds {drift['cvcUsers']} users, the shadow state {drift['stateUsers']}")
@@ -263,14 +208,14 @@ def _reconcile(ctx: Any, args: argparse.Namespace) -> int:
     return EXIT_OK if drift["inSync"] or drift["generationAfter"] else EXIT_DRIFT
 
 
-def _nothing() -> Any:
+def _nothing() -> AbstractContextManager[None]:
     return nullcontext()
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
     from cvcsync_dev.local import invoke
 
-    _emit(invoke(args.function, Path(args.event), platform=args.platform, timeout=args.timeout))
+    emit(invoke(args.function, Path(args.event), platform=args.platform, timeout=args.timeout))
     return EXIT_OK
 
 
@@ -327,7 +272,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
         answer = response.json()
     except ValueError:
         answer = {"status": response.status_code, "text": response.text[:2000]}
-    _emit(answer)
+    emit(answer)
     if response.status_code >= 400 or response.status_code == 207:
         error = answer.get("error", {}) if isinstance(answer, dict) else {}
         detail = f"{error.get('code')}: {error.get('message')}" if error else "some records were not applied"
@@ -350,12 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("user_id")
     get.set_defaults(run=_cmd_get)
 
-    create = commands.add_parser("create", help="upsert the users of a CSV, JSON or NDJSON file (CreateUser)")
+    create = commands.add_parser(
+        "create", help="upsert the users of an export, read and mapped as sync reads it (CreateUser; never deletes)"
+    )
     create.add_argument("file")
     create.add_argument("--format", choices=FORMATS, help="default: from the extension, else from the content")
-    create.add_argument("--encoding", help="default: detected (UTF-8, UTF-8 with BOM, UTF-16, else GB18030)")
-    create.add_argument("--group-id", help="groupId for records that have none")
-    create.add_argument("--group-name", help="groupName for records that have none")
+    file_options(create)
     create.add_argument("--dry-run", action="store_true", help="validate and report; call nothing")
     create.add_argument("--progress", action="store_true", default=None, help="progress on stderr even off a terminal")
     create.set_defaults(run=_cmd_create)
@@ -375,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="sync an HR export (file or s3://) into CVC with the full engine")
     sync.add_argument("source", nargs="?", metavar="FILE_OR_S3_URL")
     sync.add_argument("--mode", choices=("full", "delta"), help="default: from the key prefix, else full")
+    file_options(sync)
     sync.add_argument("--dry-run", action="store_true", help="plan and report; send nothing")
     sync.add_argument("--plan-out", metavar="F", help="write the dry run's plan (JSON) to F")
     sync.add_argument("--apply-plan", metavar="F", help="apply exactly a saved plan (refused if the state moved)")
@@ -430,7 +376,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cvcsync: error: {exc}", file=sys.stderr)
         return EXIT_CVC
     except InvalidInputError as exc:
-        print(f"cvcsync: invalid input: {exc.message}", file=sys.stderr)
+        if exc.code in USAGE_CODES:
+            print(f"cvcsync: error: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+        hint = " — e.g. --encoding gbk" if exc.code == "BadEncoding" and "--encoding" not in exc.message else ""
+        print(f"cvcsync: invalid input: {exc.message}{hint}", file=sys.stderr)
         return EXIT_INVALID
     except CvcSyncError as exc:
         if exc.code == "StateChanged":  # a saved plan made against an older state: refused, plan again
@@ -438,6 +388,11 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_REFUSED
         print(f"cvcsync: error: {exc.message}", file=sys.stderr)
         return EXIT_CVC
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the command line named
+            raise
+        print(f"cvcsync: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     return code
 
 

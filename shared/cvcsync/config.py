@@ -49,8 +49,11 @@ ENV_DEFAULT_MODE = "CVCSYNC_DEFAULT_MODE"
 
 # Input files.
 ENV_ENCODING = "CVCSYNC_ENCODING"
+ENV_SHEET = "CVCSYNC_SHEET"  # which sheet of an .xlsx export holds the users (default: the first visible one)
 ENV_COLUMN_PRESET = "CVCSYNC_COLUMN_PRESET"
 ENV_COLUMN_MAP = "CVCSYNC_COLUMN_MAP"
+ENV_STATUS_VALUES = "CVCSYNC_STATUS_VALUES"  # JSON object, status value -> "active" | "gone", over the shipped ones
+ENV_NAME_ORDER = "CVCSYNC_NAME_ORDER"  # auto | given-family | family-given: a name split in two columns
 ENV_GROUP_ID = "CVCSYNC_GROUP_ID"
 ENV_GROUP_NAME = "CVCSYNC_GROUP_NAME"
 
@@ -69,6 +72,7 @@ ENV_FANOUT = "CVCSYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "CVCSYNC_FANOUT_THRESHOLD"
 ENV_FANOUT_CHUNK = "CVCSYNC_FANOUT_CHUNK"
 ENV_FANOUT_QUEUE_URL = "CVCSYNC_FANOUT_QUEUE_URL"
+ENV_FC_ENDPOINT = "CVCSYNC_FC_ENDPOINT"  # FC 3.0 API for CVCSYNC_FANOUT=fc; default: the account's internal endpoint
 
 # Dead letters.
 ENV_DEADLETTER_SINK = "CVCSYNC_DEADLETTER_SINK"
@@ -98,6 +102,17 @@ ENV_RECONCILE_SAMPLE = "CVCSYNC_RECONCILE_SAMPLE"  # users checked with GetUser 
 ENV_HEARTBEAT_MAX_AGE_HOURS = "CVCSYNC_HEARTBEAT_MAX_AGE_HOURS"  # alert when no sync succeeded for this long
 ENV_DEADLETTER_BACKLOG_LIMIT = "CVCSYNC_DEADLETTER_BACKLOG_LIMIT"  # alert when more dead letters wait
 ENV_ALERT_QUEUE_URL = "CVCSYNC_ALERT_QUEUE_URL"  # SQS queue that also receives every alert
+
+# Secrets (``cvcsync.adapters.secrets``): these variables NAME a secret (``secretsmanager:<name or ARN>``,
+# ``ssm:<parameter>``, ``kms:<secret name>``, ``env:<VARIABLE>``), they never hold one.
+ENV_SECRET_CVC_ACCESS_KEY = "CVCSYNC_SECRET_CVC_ACCESS_KEY"  # noqa: S105 - a variable name  # nosec B105
+ENV_SECRET_HTTP_KEYS = "CVCSYNC_SECRET_HTTP_KEYS"  # noqa: S105 - a variable name  # nosec B105
+ENV_SECRET_HTTP_TOKENS = "CVCSYNC_SECRET_HTTP_TOKENS"  # noqa: S105 - a variable name  # nosec B105
+ENV_SECRET_TTL = "CVCSYNC_SECRET_TTL_SECONDS"  # noqa: S105 - a variable name  # nosec B105
+ENV_KMS_ENDPOINT = "CVCSYNC_KMS_ENDPOINT"  # e.g. https://kms-vpc.<region>.aliyuncs.com inside a VPC
+ENV_SECRETSMANAGER_ENDPOINT = "CVCSYNC_SECRETSMANAGER_ENDPOINT"  # local testing against moto
+ENV_SSM_ENDPOINT = "CVCSYNC_SSM_ENDPOINT"  # local testing against moto
+ENV_FC_REGION = "FC_REGION"  # set by Function Compute, not by us: the region of kms: references
 
 DEFAULT_ENDPOINT = "https://aliyuncvc.cn-hangzhou.aliyuncs.com"
 API_VERSION = "2019-10-30"

@@ -3,6 +3,10 @@
 ``sync`` keeps the shadow state, reports and dead letters in a local directory (``--state``, default
 ``.cvcsync``) or under an ``s3://bucket/prefix``; ``invoke`` loads a handler from ``functions/`` and calls it with
 a realistic context (request id, deadline, credentials), as ``sam local invoke`` would.
+
+``invoke`` checks the event file first (present, not empty, JSON: a truncated file says so in one line), and a
+handler that cannot reach its object store (the upload function reads the export from one) says what it needs
+instead of a botocore traceback: locally, an S3-compatible server (moto, MinIO) at ``CVCSYNC_S3_ENDPOINT``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -17,9 +22,9 @@ from typing import IO, Any
 import orjson
 
 from cvcsync.adapters.cvc import CvcClient
-from cvcsync.adapters.objects import LocalObjectStore, ObjectStore, parse_location
+from cvcsync.adapters.objects import LocalObjectStore, ObjectStore, ObjectStoreError, parse_location
 from cvcsync.adapters.s3 import S3ObjectStore, s3_client
-from cvcsync.config import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN, SyncSettings
+from cvcsync.config import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_S3_ENDPOINT, ENV_SECURITY_TOKEN, SyncSettings
 from cvcsync.errors import ConfigurationError, InvalidInputError
 from cvcsync.inputs.columns import ColumnMap
 from cvcsync.outputs.letter_sinks import ObjectDeadLetterSink
@@ -119,19 +124,78 @@ def load_handler(function: str) -> Callable[[Any, Any], Any]:
     return handler
 
 
-def invoke(function: str, event_path: Path, *, platform: str = "fc", timeout: int = 60) -> Any:
+def read_event(path: Path) -> tuple[bytes, Any]:
+    """The event file's bytes and its JSON value; one clear ``InvalidInputError`` (a usage error) if it has none."""
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such event file", code="NoSuchFile")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InvalidInputError(
+            f"{path}: the event file is empty; give a JSON event, e.g. events/fc/oss-putobject.json",
+            code="BadEventFile",
+        )
+    try:
+        return raw, orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        truncated = "unexpected end of data" in str(exc) or "EOF" in str(exc)
+        what = "ends before the JSON does (a truncated file?)" if truncated else "is not JSON"
+        raise InvalidInputError(f"{path}: the event file {what}: {exc}", code="BadEventFile") from None
+
+
+STORE_SETUP = (
+    "locally, run an S3-compatible server (moto or MinIO), put the export in it at the bucket and key the event "
+    f"names, and set {ENV_S3_ENDPOINT}=http://127.0.0.1:PORT (README: 'Running a function locally')"
+)
+
+
+def _store_problem(function: str, exc: BaseException, env: Mapping[str, str]) -> ConfigurationError | None:
+    """What a handler needs when its object store failed it, in one line; None for a failure that says enough."""
+    what = str(exc) if isinstance(exc, ObjectStoreError) else f"{type(exc).__name__}: {exc}"
+    configured = env.get(ENV_S3_ENDPOINT, "").strip()
+    if not configured:
+        return ConfigurationError(f"{function} needs an object store and none is configured ({what}); {STORE_SETUP}")
+    parts = urllib.parse.urlsplit(configured)
+    endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")  # no user:password
+    code = getattr(exc, "code", "")
+    if code in ("NoSuchKey", "NoSuchBucket"):
+        return ConfigurationError(
+            f"{function}: {what}: put the export in the object store at {endpoint} first, at the bucket and key "
+            "the event names (README: 'Running a function locally')"
+        )
+    if code in ("ConnectionError", "NoCredentials") or not isinstance(exc, ObjectStoreError):
+        return ConfigurationError(
+            f"{function} needs an object store: the one at {ENV_S3_ENDPOINT} ({endpoint}) failed: {what}; is it "
+            "running? (with --platform lambda, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY sign for it: any value for moto)"
+        )
+    return None
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    return isinstance(exc, ObjectStoreError) or type(exc).__module__.startswith(("botocore.", "boto3."))
+
+
+def invoke(
+    function: str, event_path: Path, *, platform: str = "fc", timeout: int = 60, env: Mapping[str, str] | None = None
+) -> Any:
     """Call a handler the way its platform would: FC with bytes and an FC context, Lambda with a dict."""
+    env = os.environ if env is None else env
+    raw, event = read_event(event_path)
     handler = load_handler(function)
-    raw = event_path.read_bytes()
-    if platform == "fc":
-        credentials = {
-            "access_key_id": os.environ.get(ENV_ACCESS_KEY_ID, ""),
-            "access_key_secret": os.environ.get(ENV_ACCESS_KEY_SECRET, ""),
-            "security_token": os.environ.get(ENV_SECURITY_TOKEN, ""),
-        }
-        answer = handler(raw, local_fc_context(Path(function).stem, timeout=timeout, credentials=credentials))
-    else:
-        answer = handler(orjson.loads(raw), LocalLambdaContext(function, timeout=timeout))
+    try:
+        if platform == "fc":
+            credentials = {
+                "access_key_id": env.get(ENV_ACCESS_KEY_ID, ""),
+                "access_key_secret": env.get(ENV_ACCESS_KEY_SECRET, ""),
+                "security_token": env.get(ENV_SECURITY_TOKEN, ""),
+            }
+            answer = handler(raw, local_fc_context(Path(function).stem, timeout=timeout, credentials=credentials))
+        else:
+            answer = handler(event, LocalLambdaContext(function, timeout=timeout))
+    except Exception as exc:
+        problem = _store_problem(Path(function).stem, exc, env) if _is_store_error(exc) else None
+        if problem is not None:
+            raise problem from exc
+        raise
     if isinstance(answer, (bytes, bytearray)):
         try:
             return orjson.loads(answer)

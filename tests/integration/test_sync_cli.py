@@ -89,7 +89,7 @@ def test_changed_snapshot_updates_creates_and_deletes(emulator: Any, state: Path
     _, report, _ = sync(emulator, state, str(changed))
     outcomes = report["outcomes"]
     assert (outcomes["created"], outcomes["updated"], outcomes["deleted"]) == (10, 1, 5)
-    assert outcomes["rejected"] == 1  # the superseded duplicate of e0050
+    assert outcomes["rejected"] == 0 and outcomes["duplicate"] == 1  # the superseded copy of e0050: not a problem
     assert report["impliedDeletions"] == 5 and report["received"] == 106 + 5
     directory = {u["userId"]: u for u in emulator.users()}
     assert "e0000" not in directory and directory["e0050"]["departName"] == "财务部" and len(directory) == 105
@@ -210,3 +210,98 @@ def test_gzip_ndjson_and_json_exports(emulator: Any, state: Path, tmp_path: Path
     assert first["outcomes"]["created"] == 5
     _, second, _ = sync(emulator, state, str(tmp_path / "b.ndjson.gz"), "--mode", "delta")
     assert second["outcomes"]["unchanged"] == 3
+
+
+def test_group_flags_fill_records_and_win_over_the_variables(emulator: Any, state: Path, tmp_path: Path) -> None:
+    export_file = tmp_path / "no-group.csv"
+    export_file.write_text("userId,userName\nf1,甲\nf2,乙\n", encoding="utf-8")
+    env = {"CVCSYNC_GROUP_ID": "77", "CVCSYNC_GROUP_NAME": "变量科技"}
+    code, report, _ = sync(emulator, state, str(export_file), "--group-id", "88", env=env)
+    assert code == 0 and report["outcomes"]["created"] == 2
+    assert {(u["groupId"], u["groupName"]) for u in emulator.users()} == {("88", "变量科技")}
+
+
+def run_cli(emulator: Any, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cvcsync", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**cli_env(emulator), **(env or {})},
+    )
+
+
+def test_the_summary_groups_3000_rows_failing_for_one_reason(emulator: Any, state: Path, tmp_path: Path) -> None:
+    export_file = tmp_path / "hr.csv"
+    with export_file.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["userId", "userName"])
+        writer.writerows([f"n{i:04d}", f"员工{i}"] for i in range(3000))
+        writer.writerow(["x9999", ""])  # one more reason: a line of its own, naming its line and user
+    result = run_cli(emulator, "sync", "--state", str(state), "--dry-run", str(export_file))
+    assert result.returncode == 3, result.stderr
+    [report_csv] = (state / "reports").rglob("*.problems.csv")
+    fix = "set CVCSYNC_GROUP_ID and CVCSYNC_GROUP_NAME (or --group-id and --group-name)"
+    assert [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("problem:")] == [
+        f"problem: 3,000 rows (lines 2–3001): groupId: is required; groupName: is required — {fix}",
+        "problem: line 3002: user 'x9999': userName: is required and empty; groupId: is required; "
+        f"groupName: is required — {fix}",
+        f"problem: every row: {report_csv}",
+    ]
+    rows = report_csv.read_text(encoding="utf-8-sig").splitlines()
+    assert len(rows) == 1 + 3001  # the header, then every rejected row: the file keeps the full list
+
+
+def test_planning_shows_progress_by_bytes_and_lines(emulator: Any, state: Path, tmp_path: Path) -> None:
+    import gzip
+
+    from cvcsync.cli_output import human_size
+
+    plain = export(tmp_path / "big.csv", range(20000))
+    result = run_cli(emulator, "sync", "--state", str(state), "--dry-run", "--progress", str(plain))
+    size = human_size(plain.stat().st_size)  # e.g. "1.1 MB"
+    final = [line for line in result.stderr.splitlines() if line.startswith("planning: 100%")]
+    assert final == [f"planning: 100% ({size.split()[0]} of {size}, 20,001 lines)"], result.stderr
+
+    packed = tmp_path / "big.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    result = run_cli(emulator, "sync", "--state", str(tmp_path / "s2"), "--dry-run", "--progress", str(packed))
+    final = [line for line in result.stderr.splitlines() if line.startswith("planning: 100%")]
+    assert len(final) == 1 and final[0].endswith(" compressed)") and "lines" not in final[0], result.stderr
+    quiet = run_cli(emulator, "sync", "--state", str(tmp_path / "s3"), "--dry-run", str(plain))
+    assert "planning:" not in quiet.stderr  # not a terminal, not asked: no progress
+
+
+def test_progress_is_counted_by_a_wrapping_reader_at_most_twice_a_second() -> None:
+    import io
+
+    from cvcsync.cli_output import ReadProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    data = b"a,b\n" * 100_000  # 400 kB
+    reader = ReadProgress(io.BytesIO(data), total=len(data), stream=out, enabled=True, clock=lambda: now[0])
+    while chunk := reader.read(4096):
+        assert chunk
+        now[0] += 0.01  # a chunk every 10 ms: 98 chunks, about 1 s
+    lines = out.getvalue().splitlines()
+    assert 1 <= len(lines) - 1 <= 2  # at most one line per 0.5 s, then the final one
+    assert lines[-1] == "planning: 100% (400.0 of 400.0 kB, 100,000 lines)"
+    reader.finish()
+    assert out.getvalue().splitlines() == lines  # the final line once
+
+    workbook = ReadProgress(io.BytesIO(b"PK\x03\x04" + b"\n" * 96), total=100, stream=io.StringIO(), enabled=True)
+    assert workbook.read(2) == b"PK" and workbook.read() and workbook.packed  # sniffed with a tiny read, as readers do
+    assert workbook.describe() == "planning: 100% (100 of 100 B compressed)"  # a zip's bytes hold no lines
+
+
+def test_usage_mistakes_exit_2_in_one_line(emulator: Any, state: Path, tmp_path: Path) -> None:
+    for args in (
+        ("sync", "--state", str(state), str(tmp_path / "nope.csv")),
+        ("sync", "--state", str(state), "--apply-plan", str(tmp_path / "nope.json")),
+        ("sync", "--state", str(state)),
+    ):
+        result = run_cli(emulator, *args)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("cvcsync: error: ") and "Traceback" not in result.stderr

@@ -607,6 +607,7 @@ VALID = [
     [{"type": "delete", "userId": "u"}, ANN],
     {"type": "upsert", "user": {**ANN, "userEmail": "ann@example.com", "userMobile": "+86 138 0000 1234"}},
     {"type": "upsert", "user": {**ANN, "userEmail": "", "departId": "", "userAvatarUrl": "https://x.example/a.png"}},
+    {"type": "upsert", "user": {**ANN, "userName": "a\nb"}},  # a line break in a name becomes a space (issue 12)
 ]
 INVALID = [
     {},
@@ -636,7 +637,8 @@ INVALID = [
     {"type": "upsert", "user": {**ANN, "userEmail": "not-an-email"}},
     {"type": "upsert", "user": {**ANN, "userMobile": "call me"}},
     {"type": "upsert", "user": {**ANN, "userAvatarUrl": "ftp://x"}},
-    {"type": "upsert", "user": {**ANN, "userName": "a\nb"}},
+    {"type": "upsert", "user": {**ANN, "userName": "a\x00b"}},
+    {"type": "upsert", "user": {**ANN, "userId": "a\nb"}},
     "upsert",
     42,
 ]
@@ -817,3 +819,14 @@ def test_looks_like_change_body() -> None:
     assert not looks_like_change_body([])
     assert not looks_like_change_body([ANN, "x"])
     assert not looks_like_change_body("upsert")
+
+
+def test_a_delete_cleans_its_id_up_as_an_upsert_does() -> None:
+    """Issue 12: one clean-up on every path. A full-width id deletes the user its upsert created (NFKC), Excel's text
+    mark is undone, and an id Excel turned into scientific notation is refused, never deleted."""
+    [upsert] = parse_changes(text({"type": "upsert", "user": {**ANN, "userId": "ＢＳ００１"}}), defaults=DEFAULTS)
+    [delete] = parse_changes(text({"type": "delete", "userId": "ＢＳ００１"}))
+    [marked] = parse_changes(text({"type": "delete", "userId": "'BS001"}))
+    assert upsert.user_id == delete.user_id == marked.user_id == "BS001"
+    with pytest.raises(MalformedMessage, match="Excel turned this column into a number"):
+        parse_changes(text({"type": "delete", "userId": "1.21235E+09"}))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cvcsync.config import ENV_COLUMN_MAP, ENV_COLUMN_PRESET
+from cvcsync.config import ENV_COLUMN_MAP, ENV_COLUMN_PRESET, ENV_NAME_ORDER, ENV_STATUS_VALUES
 from cvcsync.errors import ConfigurationError
 from cvcsync.inputs import columns
 from cvcsync.inputs.cell_cleanup import department_leaf, is_formula_like, normalise_mobile, spreadsheet_safe
@@ -84,7 +84,7 @@ def test_dingtalk_headers_map_to_cvc_fields() -> None:
     assert got.unmapped == ("职位", "办公地点", "入职时间", "备注")
 
 
-def test_hr_headers_map_to_cvc_fields_and_status_is_the_operation() -> None:
+def test_hr_headers_map_to_cvc_fields_and_status_is_the_status_column() -> None:
     got = mapping(HR, preset="hr")
     assert got.field_of == {
         "员工编号": "userId",
@@ -95,7 +95,7 @@ def test_hr_headers_map_to_cvc_fields_and_status_is_the_operation() -> None:
         "电话": "userTel",
         "邮箱": "userEmail",
     }
-    assert got.op_column == "状态"
+    assert (got.op_column, got.status_column) == (None, "状态")
     assert got.unmapped == ()
 
 
@@ -145,7 +145,7 @@ def test_header_names_are_compared_after_clean_up() -> None:
 
 def test_presets_are_data_shipped_with_the_package() -> None:
     presets = load_presets()
-    assert presets.names == ("wecom", "dingtalk", "hr")
+    assert presets.names == ("wecom", "dingtalk", "hr", "beisen", "moka", "successfactors", "workday")
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert 'cvcsync = ["py.typed", "inputs/presets/*.json"]' in pyproject  # [tool.setuptools.package-data] ships them
 
@@ -258,7 +258,7 @@ def test_delete_values(value: str) -> None:
     assert mapped(["userId", "action"], ["1", value]).op == OP_DELETE
 
 
-@pytest.mark.parametrize("column", ["op", "operation", "action", "type", "操作", "操作类型", "状态", "Operation"])
+@pytest.mark.parametrize("column", ["op", "operation", "action", "type", "操作", "操作类型", "Operation"])
 def test_operation_column_names(column: str) -> None:
     assert mapping(["userId", column]).op_column == column
 
@@ -270,18 +270,24 @@ def test_a_blank_operation_is_not_stated() -> None:
 
 def test_a_bad_operation_value_is_an_error_naming_column_and_value() -> None:
     with pytest.raises(RecordError) as caught:
-        mapping(["userId", "状态"]).apply({"userId": "u1", "状态": "退休中"}, position="line 7")
+        mapping(["userId", "操作"]).apply({"userId": "u1", "操作": "退休中"}, position="line 7")
     error = caught.value
     assert error.position == "line 7" and error.user_id == "u1"
-    assert error.problems[0].field == "状态"
+    assert error.problems[0].field == "操作"
     assert "'退休中' is not an operation" in error.problems[0].reason
 
 
-def test_operation_column_priority_prefers_an_explicit_operation_over_status() -> None:
+def test_an_operation_and_a_status_column_are_both_read() -> None:
     got = mapping(["userId", "状态", "操作"])
-    assert got.op_column == "操作"
-    assert got.unmapped == ("状态",)
-    assert any("also look like an operation column" in notice for notice in got.notices)
+    assert (got.op_column, got.status_column) == ("操作", "状态")
+    assert got.unmapped == ()
+    assert any("a delete in either makes the row a delete" in notice for notice in got.notices)
+
+
+def test_the_first_operation_column_is_used() -> None:
+    got = mapping(["userId", "type", "op"])
+    assert got.op_column == "op"
+    assert any("'type' also look like an operation column" in notice for notice in got.notices)
 
 
 def test_full_snapshot_status_left_means_delete() -> None:
@@ -295,6 +301,321 @@ def test_full_snapshot_status_left_means_delete() -> None:
         "E1005": OP_DELETE,  # 停用
         "E1006": OP_UPSERT,  # 试用
     }
+
+
+# --- the employment status column ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "column",
+    ["任职状态", "在职状态", "员工状态", "人员状态", "状态", "Worker Status", "Employment Status", "Status", "STATUS"],
+)
+def test_status_column_names(column: str) -> None:
+    got = mapping(["userId", column])
+    assert (got.op_column, got.status_column) == (None, column)
+    assert f"column {column!r} holds each row's employment status" in got.notices
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["在职", "试用", "试用期", "实习", "正式", "正常", "在岗", "待离职", "Active", "ACTIVE", "Employed", "Probation",
+     "Intern", "On Leave", "on_leave", "ON-LEAVE", "Leave of Absence", "ａｃｔｉｖｅ"],
+)  # fmt: skip
+def test_in_service_statuses_are_upserts(value: str) -> None:
+    assert mapped(["userId", "任职状态"], ["1", value]).op == OP_UPSERT
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["离职", "已离职", "退休", "辞退", "解聘", "辞职", "停用", "Terminated", "terminated", "Inactive", "Retired",
+     "Resigned", "Left", "Deceased", "Separated"],
+)  # fmt: skip
+def test_gone_statuses_are_deletes(value: str) -> None:
+    assert mapped(["userId", "Worker Status"], ["1", value]).op == OP_DELETE
+
+
+def test_a_blank_status_is_not_stated() -> None:
+    assert mapped(["userId", "任职状态"], ["1", " "]).op is None
+
+
+def test_an_unknown_status_refuses_the_row_listing_the_known_values_grouped() -> None:
+    with pytest.raises(RecordError) as caught:
+        mapping(["userId", "任职状态"]).apply({"userId": "u1", "任职状态": "待入职"}, position="line 4")
+    error = caught.value
+    assert (error.position, error.user_id, error.problems[0].field) == ("line 4", "u1", "任职状态")
+    reason = error.problems[0].reason
+    assert reason.startswith("'待入职' is not a known employment status (in service: 在职, ")
+    in_service, gone = reason.split("; gone: ")
+    listed = in_service.split("(in service: ")[1].split(", ")
+    assert {"Active", "On Leave", "在职"} <= set(listed) and "离职" not in listed
+    assert "离职" in gone and "Terminated" in gone and gone.endswith("; CVCSYNC_STATUS_VALUES adds more)")
+
+
+@pytest.mark.parametrize(
+    ("op", "status", "expected", "noticed"),
+    [
+        (
+            "修改",
+            "离职",
+            OP_DELETE,
+            "column '任职状态' says the person has left ('离职'): a delete, whatever column '操作' says",
+        ),
+        ("update", "Terminated", OP_DELETE, "says the person has left ('Terminated')"),
+        ("删除", "在职", OP_DELETE, "column '操作' says delete: a delete, although column '任职状态' says '在职'"),
+        ("新增", "在职", OP_UPSERT, None),
+        ("", "离职", OP_DELETE, None),
+        ("删除", "", OP_DELETE, None),
+        ("", "", None, None),
+    ],
+)
+def test_a_delete_in_either_the_operation_or_the_status_wins(
+    op: str, status: str, expected: str | None, noticed: str | None
+) -> None:
+    got = mapped(["userId", "操作", "任职状态"], ["u1", op, status])
+    assert got.op == expected
+    assert (noticed is None and got.notices == ()) or (noticed is not None and noticed in got.notices[0])
+
+
+def test_yes_no_status_columns_read_yes_and_no() -> None:
+    assert mapped(["userId", "Active Status"], ["1", "Yes"]).op == OP_UPSERT
+    assert mapped(["userId", "Active Status"], ["1", "No"]).op == OP_DELETE
+    assert mapped(["userId", "是否在职"], ["1", "否"]).op == OP_DELETE
+    assert ColumnMap().apply({"userId": "1", "Is Active": False}).op == OP_DELETE  # a JSON boolean
+    assert mapped(["userId", "Active Status"], ["1", "Inactive"]).op == OP_DELETE
+    with pytest.raises(RecordError, match="'Yes' is not a known employment status"):
+        mapped(["userId", "Status"], ["1", "Yes"])  # "yes" answers "is active?" only where the column asks it
+
+
+def test_status_values_from_env_add_and_move_values() -> None:
+    column_map = ColumnMap.from_env({ENV_STATUS_VALUES: '{"待入职": "gone", "Suspended": "active", "退休": "active"}'})
+    got = column_map.for_header(["userId", "任职状态"])
+    assert got.apply({"userId": "1", "任职状态": "待入职"}).op == OP_DELETE
+    assert got.apply({"userId": "1", "任职状态": "SUSPENDED"}).op == OP_UPSERT
+    assert got.apply({"userId": "1", "任职状态": "退休"}).op == OP_UPSERT  # moved: a rehired retiree, say
+    assert got.apply({"userId": "1", "任职状态": "离职"}).op == OP_DELETE  # the shipped values stay
+    with pytest.raises(RecordError) as caught:
+        got.apply({"userId": "1", "任职状态": "x"})
+    assert "Suspended, 退休; gone:" in str(caught.value) and "待入职" in str(caught.value).split("gone:")[1]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"待入职": gone', f"{ENV_STATUS_VALUES} is not valid JSON"),
+        ('["gone"]', f"{ENV_STATUS_VALUES} must be a JSON object"),
+        ('{"待入职": "leaver"}', f"{ENV_STATUS_VALUES}: '待入职' maps to 'leaver'; expected \"active\" or \"gone\""),
+        ('{" ": "gone"}', f"{ENV_STATUS_VALUES}: status values must be non-empty text"),
+    ],
+)
+def test_bad_status_values_in_env_are_refused_naming_the_variable(raw: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ColumnMap.from_env({ENV_STATUS_VALUES: raw})
+    assert str(caught.value).startswith(message)
+
+
+def test_an_alias_can_name_the_status_column() -> None:
+    got = mapping(["userId", "在岗情况"], aliases={"在岗情况": "status"})
+    assert got.status_column == "在岗情况"
+    assert got.apply({"userId": "1", "在岗情况": "离职"}).op == OP_DELETE
+
+
+def test_a_gone_row_with_a_full_width_id_deletes_the_cleaned_id() -> None:
+    got = mapped(["工号", "任职状态"], ["ＢＳ００１", "离职"])
+    assert (got.op, got.fields["userId"]) == (OP_DELETE, "BS001")
+    assert mapped(["工号", "任职状态"], ["'0012", "离职"]).fields["userId"] == "0012"
+
+
+def test_a_gone_row_whose_id_excel_damaged_is_refused_not_deleted() -> None:
+    with pytest.raises(RecordError) as caught:
+        mapping(["工号", "任职状态"]).apply({"工号": "1.21236E+09", "任职状态": "离职"}, position="line 3")
+    assert str(caught.value) == (
+        "line 3: user '1.21236E+09': userId: Excel turned this column into a number (1.21236E+09); "
+        "re-export it as text or .xlsx"
+    )
+
+
+# --- a name in two columns -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "cells", "name"),
+    [
+        (["userId", "First Name", "Last Name"], ["1", "Jane", "Doe"], "Jane Doe"),
+        (["userId", "Given Name", "Family Name"], ["1", "Jane", "Doe"], "Jane Doe"),
+        (["userId", "Given Name", "Surname"], ["1", "Jane", "Doe"], "Jane Doe"),
+        (["userId", "FIRSTNAME", "LASTNAME"], ["1", "Jane", "Doe"], "Jane Doe"),
+        (["userId", "Legal Name - First Name", "Legal Name - Last Name"], ["1", "Jane", "Doe"], "Jane Doe"),
+        (["工号", "姓", "名"], ["1", "王", "小明"], "王小明"),
+        (["工号", "名", "姓"], ["1", "小明", "王"], "王小明"),
+        (["userId", "First Name", "Last Name"], ["1", "小明", "王"], "王小明"),
+        (["userId", "First Name", "Last Name"], ["1", "민수", "김"], "김민수"),
+        (["userId", "First Name", "Last Name"], ["1", "Jane", " "], "Jane"),
+        (["userId", "First Name", "Last Name"], ["1", "", "Doe"], "Doe"),
+    ],
+)
+def test_a_name_in_two_columns_fills_user_name(header: list[str], cells: list[str], name: str) -> None:
+    got = mapped(header, cells)
+    assert got.fields["userName"] == name
+    assert parse_user(got.fields, defaults=GROUP).user_name == name
+
+
+def test_name_parts_say_how_they_are_joined() -> None:
+    got = mapping(["userId", "First Name", "Last Name"])
+    assert "userName: from 'First Name' and 'Last Name', joined as CVCSYNC_NAME_ORDER=auto says" in got.notices
+    assert not any(notice.startswith("no column fills userName") for notice in got.notices)
+    assert got.unmapped == ()
+
+
+def test_a_user_name_column_has_priority_and_the_parts_fill_in_where_it_is_blank() -> None:
+    header = ["userId", "Preferred Name", "Legal Name - First Name", "Legal Name - Last Name"]
+    got = mapping(header, preset="workday")
+    assert got.field_of["Preferred Name"] == "userName"
+    assert any("'Preferred Name' has priority, then 'Legal Name - First Name' and" in notice for notice in got.notices)
+    assert got.apply(dict(zip(header, ["1", "May Lin", "Mei", "Lin"], strict=True))).fields["userName"] == "May Lin"
+    assert got.apply(dict(zip(header, ["1", "", "Mei", "Lin"], strict=True))).fields["userName"] == "Mei Lin"
+
+
+@pytest.mark.parametrize(
+    ("order", "latin", "chinese"),
+    [("auto", "Jane Doe", "王小明"), ("given-family", "Jane Doe", "小明王"), ("family-given", "Doe Jane", "王小明")],
+)
+def test_the_name_order_is_configurable(order: str, latin: str, chinese: str) -> None:
+    got = ColumnMap.from_env({ENV_NAME_ORDER: order}).for_header(["userId", "First Name", "Last Name"])
+    assert got.apply({"userId": "1", "First Name": "Jane", "Last Name": "Doe"}).fields["userName"] == latin
+    assert got.apply({"userId": "1", "First Name": "小明", "Last Name": "王"}).fields["userName"] == chinese
+
+
+def test_a_bad_name_order_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match=f"{ENV_NAME_ORDER} must be one of auto|given-family|family-given"):
+        ColumnMap.from_env({ENV_NAME_ORDER: "surname-first"})
+
+
+def test_name_parts_are_not_plain() -> None:
+    header = ["userId", "First Name", "Last Name", "userEmail"]
+    with pytest.raises(ValueError, match="joined from its parts"):
+        columns.PlainRows(mapping(header), GROUP, header)
+
+
+# --- departments from path columns ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "column",
+    ["部门路径", "所属部门", "部门全路径", "组织路径", "Supervisory Organization", "Department Path", "Organization"],
+)
+def test_department_path_columns_fill_the_department_with_their_last_segment(column: str) -> None:
+    got = mapped(["userId", column], ["1", "总公司 > 研发中心 > 平台部"])
+    assert got.fields["departName"] == "平台部"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["总公司/研发中心/平台部", "总公司 / 研发中心 / 平台部", "总公司>研发中心>平台部", "总公司 - 研发中心 - 平台部",
+     "总公司\\研发中心\\平台部", "总公司＼研发中心＼平台部", "总公司＞研发中心＞平台部", "总公司／研发中心／平台部",
+     "总公司－研发中心－平台部", "平台部"],
+)  # fmt: skip
+def test_path_separators(raw: str) -> None:
+    assert department_leaf(raw) == "平台部"
+    assert mapped(["userId", "部门全路径"], ["1", raw]).fields["departName"] == "平台部"
+
+
+def test_a_plain_department_column_has_priority_and_the_path_fills_in() -> None:
+    header = ["工号", "部门", "部门全路径"]
+    got = mapping(header)
+    assert got.field_of["部门"] == "departName" and got.fallbacks["departName"] == ("部门全路径",)
+    assert (
+        got.apply({"工号": "1", "部门": "平台组", "部门全路径": "总公司/研发中心/平台部"}).fields["departName"]
+        == "平台组"
+    )
+    filled = got.apply({"工号": "1", "部门": "", "部门全路径": "总公司/研发中心/平台部;总公司/质量部"})
+    assert filled.fields["departName"] == "平台部"
+    assert filled.notices == ("column '部门全路径' lists 2 departments; the first is used",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "leaf", "count"),
+    [
+        ("总部/研发部,总部/质量部", "研发部", 2),
+        ("总部/研发部，总部/质量部", "研发部", 2),
+        ("总部/研发部、总部/质量部", "研发部", 2),
+        ("总部/研发部\n总部/质量部", "研发部", 2),
+        ("Sales, Marketing & PR", "Sales, Marketing & PR", 1),  # one name holding a comma
+        ("总部/销售, 市场部", "销售, 市场部", 1),  # not every entry is a path
+    ],
+)
+def test_commas_and_line_breaks_separate_departments_only_between_paths(raw: str, leaf: str, count: int) -> None:
+    got = mapped(["帐号", "部门"], ["1", raw], preset="wecom")
+    assert got.fields["departName"] == leaf
+    assert (count > 1) == any("departments; the first is used" in notice for notice in got.notices)
+
+
+def test_a_line_break_inside_a_department_becomes_a_space_with_a_notice() -> None:
+    got = mapped(["帐号", "姓名", "部门"], ["1", "Anna\r\nSchmidt", "研发\n中心"], preset="wecom")
+    assert (got.fields["userName"], got.fields["departName"]) == ("Anna Schmidt", "研发 中心")
+    assert got.notices == (
+        "column '姓名': a line break inside the cell was replaced by a space",
+        "column '部门': a line break inside the cell was replaced by a space",
+    )
+    assert parse_user(got.fields, defaults=GROUP).depart_name == "研发中心"
+
+
+def test_excel_text_in_an_id_or_phone_is_no_formula() -> None:
+    got = mapped(["userId", "userMobile", "userName"], ['="0012"', '="13800138051"', '="张三"'])
+    assert got.fields["userMobile"] == "13800138051"
+    assert got.notices == ("column 'userName': starts like a spreadsheet formula ('=\"张三\"'); kept as text, never "
+                           "evaluated",)  # fmt: skip
+
+
+# --- the presets of each product --------------------------------------------------------------------------------
+
+PRODUCT_HEADERS = {
+    "wecom": WECOM,
+    "dingtalk": DINGTALK,
+    "hr": HR,
+    "beisen": ["工号", "姓名", "性别", "任职状态", "部门", "部门全路径", "手机号码", "邮箱", "入职日期"],
+    "moka": ["工号", "姓名", "员工状态", "部门", "部门路径", "手机号", "工作邮箱", "入职日期", "直属上级"],
+    "successfactors": ["STATUS", "USERID", "USERNAME", "FIRSTNAME", "LASTNAME", "MI", "EMAIL", "DEPARTMENT", "DIVISION",
+                       "BIZ_PHONE", "CELL_PHONE"],
+    "workday": ["Employee ID", "Worker", "Legal Name - First Name", "Legal Name - Last Name", "Primary Work Email",
+                "Primary Work Phone", "Primary Work Mobile Phone", "Supervisory Organization", "Worker Status"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("preset", list(PRODUCT_HEADERS))
+def test_auto_picks_each_products_preset(preset: str) -> None:
+    assert mapping(PRODUCT_HEADERS[preset]).preset == preset
+
+
+def test_successfactors_username_is_a_login_not_a_name() -> None:
+    got = mapping(PRODUCT_HEADERS["successfactors"])
+    assert got.field_of["USERID"] == "userId" and "USERNAME" not in got.field_of
+    assert got.name_parts == ("FIRSTNAME", "LASTNAME")
+    assert "column 'USERNAME' fills userId as preset 'successfactors' says, not userName" in got.notices
+
+
+def test_a_column_spelled_as_the_document_is_never_claimed_by_a_preset() -> None:
+    got = mapping(["userId", "userName", "Email", "Department"])
+    assert got.field_of["userName"] == "userName" and got.field_of["userId"] == "userId"
+
+
+def test_document_names_pick_no_preset() -> None:
+    assert mapping(["userId", "userName", "userEmail", "userMobile"]).preset is None
+
+
+def test_workday_maps_its_columns() -> None:
+    got = mapping(PRODUCT_HEADERS["workday"])
+    assert got.field_of == {
+        "Employee ID": "userId",
+        "Worker": "userName",
+        "Supervisory Organization": "departName",
+        "Primary Work Email": "userEmail",
+        "Primary Work Phone": "userTel",
+        "Primary Work Mobile Phone": "userMobile",
+    }
+    assert (got.status_column, got.name_parts) == (
+        "Worker Status",
+        ("Legal Name - First Name", "Legal Name - Last Name"),
+    )
 
 
 # --- value clean-up --------------------------------------------------------------------------------------------
@@ -423,10 +744,14 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the sample exports ----------------------------------------------------------------------------------------
 
 SAMPLES = ("wecom-members.csv", "dingtalk-contacts.csv", "hr-delta.csv", "excel-unicode-text.txt")
+READERS = ("test_columns.py", "test_export_values.py")  # the values-* samples are test_export_values.py's
 
 
-def test_every_sample_export_is_read_by_a_test() -> None:
-    assert export_names() == sorted(SAMPLES)
+def test_every_sample_export_of_the_column_mapping_is_read_by_a_test() -> None:
+    ours = [name for name in export_names() if name in SAMPLES or name.startswith("values-")]
+    assert set(SAMPLES) <= set(ours) and len(ours) > len(SAMPLES)
+    sources = "".join((Path(__file__).parent / name).read_text(encoding="utf-8") for name in READERS)
+    assert [name for name in ours if f'"{name}"' not in sources] == []
 
 
 def test_wecom_export_gbk_with_paths_and_plus86() -> None:
@@ -459,7 +784,7 @@ def test_hr_delta_export_reports_the_unknown_status() -> None:
     got = users_from("hr-delta.csv")
     errors = [(line, error) for line, error, _ in got if isinstance(error, RecordError)]
     assert [(line, error.problems[0].field) for line, error in errors] == [(8, "状态")]
-    assert "'待入职' is not an operation" in str(errors[0][1])
+    assert "'待入职' is not a known employment status (in service: 在职, " in str(errors[0][1])
 
 
 def test_excel_unicode_text_export_utf16_tab_separated() -> None:
@@ -475,16 +800,28 @@ def test_excel_unicode_text_export_utf16_tab_separated() -> None:
 
 PLAIN_HEADERS = [
     ["userId", "userName", "groupId", "groupName", "departId", "departName", "userEmail", "userMobile"],
-    ["工号", "姓名", "部门", "手机", "座机", "邮箱", "状态"],  # aliases: departName cleaned, 状态 is the operation
+    ["工号", "姓名", "部门", "手机", "座机", "邮箱", "状态"],  # aliases: departName cleaned, 状态 is the status
     ["帐号", "姓名", "企业邮箱", "个人邮箱", "手机", "userAvatarUrl"],  # an e-mail with a fallback column
     ["userId", "userName", "op", "userTel"],
+    ["工号", "姓名", "任职状态", "部门", "部门全路径", "手机号码", "邮箱"],  # a status; a path filling in for 部门
+    [
+        "Employee ID",
+        "Preferred Name",
+        "Legal Name - First Name",
+        "Legal Name - Last Name",
+        "Worker Status",
+        "Work Email",
+    ],
+    ["userId", "userName", "op", "任职状态", "departId"],  # an operation and a status
 ]
 PLAIN_DEFAULTS = [{}, GROUP, {"groupId": " 88 ", "groupName": "示例%s科技"}, {"groupId": "8\x008"}]
 ODD_CELLS = [
     "", " ", "a b", " a", "a ", "=1+1", "+86 138 0000 0001", "-x", "@x", "13800000001", "1380000000１", "a@b.co",
     "a@b", "=a@b.co", "总部/研发部", "研发部;财务部", "研发部", "u-1", 'a"b', "a\\b", "a\tb", "a\u3000", "\ud800",
     "a\u241fb", "x" * 65, "x" * 129, "http://x.y/a.png", "https://", "ftp://x", "在职", "离职", "delete", "Upsert",
-    "0571-88886666", "(0571) 8888", "😀", "a%sb",
+    "0571-88886666", "(0571) 8888", "😀", "a%sb", "ＢＳ００１", "'0012", '="0012"', "1.21235E+09", "1E001",
+    "1.38001E+10", "'13800138052", "a＠b.cn", "黄 强", "Li  Wei", "a\u2028b", "a\nb", "Anna\r\nSchmidt",
+    "总部 > 研发部", "Active", "Terminated", "待入职", "Yes", "D-1", "Ｄ1",
 ]  # fmt: skip
 odd_cells = st.sampled_from(ODD_CELLS)
 
@@ -495,6 +832,7 @@ GOOD_CELLS = {
     "userTel": st.from_regex(r"[0-9][0-9 ()\-]{2,12}", fullmatch=True),
     "userAvatarUrl": st.from_regex(r"https?://[a-z./ ]{0,12}", fullmatch=True),
     "op": st.sampled_from(["", "在职", "upsert", "Upsert", "离职", "delete", " ", "x"]),
+    "status": st.sampled_from(["", "在职", "试用", "Active", "active", "On Leave", "离职", "Terminated", " ", "x"]),
 }
 
 
@@ -506,9 +844,10 @@ def good_cell(target: str | None) -> st.SearchStrategy[str]:
 @settings(max_examples=400, deadline=None)
 @given(st.sampled_from(PLAIN_HEADERS), st.sampled_from(PLAIN_DEFAULTS), st.data())
 def test_a_plain_row_gives_what_the_full_path_gives(header: list[str], defaults: dict[str, str], data: Any) -> None:
-    targets = ColumnMap().for_header(header).field_of
-    op_column = ColumnMap().for_header(header).op_column
-    cells = [data.draw(good_cell("op" if column == op_column else targets.get(column))) for column in header]
+    targets = dict(ColumnMap().for_header(header).field_of)
+    targets[ColumnMap().for_header(header).op_column or ""] = "op"
+    targets[ColumnMap().for_header(header).status_column or ""] = "status"
+    cells = [data.draw(good_cell(targets.get(column))) for column in header]
     for at in data.draw(st.lists(st.integers(0, len(header) - 1), max_size=2)):  # spoil a cell or two
         cells[at] = data.draw(st.one_of(odd_cells, st.text(max_size=4)))
     mapping_ = ColumnMap().for_header(header)

@@ -6,11 +6,14 @@
   refused (a truncated export, an empty file, a file of the wrong enterprise all land here).
 - Capacity: where GetAccountInfo answers, a plan that would exceed the licensed number of users is refused.
 - Group: a full snapshot whose users belong to none of the groups the state holds is refused (an export of another
-  enterprise or group: small directories slip under the deletion percentages, this does not).
+  enterprise or group: small directories slip under the deletion percentages, this does not). A delta deletes
+  little and is no complete picture, so it is held to more: any groupId among its valid upserts that no synced user
+  holds is refused (users moved into another enterprise's group), the new groups named. With no synced users (a
+  first sync), or no valid upsert carrying a group, there is nothing to compare and the gate passes.
 
-A refused run sends no deletion, sends its upserts only when ``upserts_when_refused`` says so, and says why in the
-report. An approval (setting or marker object) overrides the deletion and completeness gates, never capacity:
-CVC would refuse those calls anyway.
+A refused run sends no deletion, sends its upserts only when ``upserts_when_refused`` says so (never after a
+capacity or group refusal), and says why in the report. An approval (setting or marker object) overrides the
+deletion, completeness and group gates, never capacity: CVC would refuse those calls anyway.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class GuardFacts:
     capacity: int | None = None
     cvc_users: int | None = None
     state_groups: frozenset[str] = frozenset()  # groupIds of the users in the state
-    snapshot_groups: frozenset[str] = frozenset()  # groupIds of the valid users in this snapshot
+    snapshot_groups: frozenset[str] = frozenset()  # groupIds of the input's valid users (a delta: valid upserts)
 
 
 def deletion_threshold(facts: GuardFacts, settings: GuardSettings) -> GuardResult:
@@ -90,8 +93,16 @@ def capacity(facts: GuardFacts) -> GuardResult:
 
 
 def group(facts: GuardFacts, settings: GuardSettings) -> GuardResult:
-    if facts.mode != "full" or not facts.state_groups or not facts.snapshot_groups:
-        return GuardResult(GROUP, True, "nothing to compare (not a full snapshot, or no users on one side)")
+    if not facts.state_groups or not facts.snapshot_groups:
+        return GuardResult(GROUP, True, "nothing to compare (a first sync, or no valid user with a group)")
+    if facts.mode != "full":
+        new = facts.snapshot_groups - facts.state_groups
+        detail = (
+            f"the delta's upserts are in groups {_names(facts.snapshot_groups)}, the synced users' groups "
+            f"{_names(facts.state_groups)}"
+            + (f": {_names(new)} never synced before (users moved to another group or enterprise?)" if new else "")
+        )
+        return GuardResult(GROUP, not new, detail, overridden=settings.override)
     shared = facts.state_groups & facts.snapshot_groups
     detail = (
         f"the snapshot's groups {_names(facts.snapshot_groups)}, the synced users' groups {_names(facts.state_groups)}"

@@ -1,4 +1,4 @@
-"""Planning: stream the input, validate every row, drop duplicates, compare with the shadow state.
+"""Planning: stream the input, validate every row, settle repeated user ids, compare with the shadow state.
 
 The plan lives in a SQLite workspace rather than in memory, so planning a million-user snapshot keeps memory
 flat, and the same file can be checkpointed to the object store, resumed, or split among parallel invocations.
@@ -6,10 +6,13 @@ Nothing here calls CVC.
 
 Rules (one test each):
 - a row that cannot be read or validated is rejected with its line, field and reason, and planning goes on;
-- of several rows for one user id, the last wins; the earlier ones are rejected as duplicates;
+- of several rows for one user id naming one person (the same userName; other fields, or a delete in between,
+  may differ), the last wins; the earlier ones are duplicates: a notice, not a problem, never sent;
+- a user id whose rows name different people (two people, or ids a spreadsheet mangled alike) is refused on every
+  one of its rows (ConflictingUserId, naming the lines and the names): no row can be told to be the right person;
 - an upsert whose content hash equals the state's is unchanged and costs no call;
-- in a full snapshot, users in the state with no row at all are deleted; a user whose row was rejected is NOT
-  deleted (an invalid row is no evidence the person left);
+- in a full snapshot, users in the state with no row at all are deleted; a user whose row was rejected (invalid,
+  or in conflict) is NOT deleted (a refused row is no evidence the person left);
 - a delete (delta mode, or a row whose status says the person left) is planned whatever the state says:
   DeleteUser of an absent user is harmless, and CVC may hold users the state never saw.
 """
@@ -90,6 +93,8 @@ def _classify(row: SourceRow, mapper: ColumnMap, defaults: Mapping[str, str], no
             user = parse_user(mapped.fields, position=row.position, defaults=defaults)
         except RecordError as exc:
             return _reject(row.line, exc.user_id, orjson.dumps(exc.to_dict()).decode())
+        if user.notices:  # what the clean-up changed and says (a line break in a name replaced, say)
+            notices.add(user.notices, row.position)
         user_id, payload = user.user_id, user.to_json()
     return (row.line, user_id, "upsert", None, content_hash(payload), payload.decode(), None, None)
 
@@ -105,18 +110,25 @@ def _write_rows(plan: SyncPlan, item: PlanInput, notices: _Notices) -> None:
 
     Plain rows (``columns.PlainRows``: the common case) go straight to CreateUser JSON, are inserted
     UPSERTS_PER_INSERT to a statement, and are planned 'create' at once (``decide`` turns them into updates or
-    unchanged against the state); any other row takes ``_classify``. A CSV file's rows come as cell lists
-    (``RecordStream.cells``): no dict is built for a plain row. Upserts are never NULL-bound: binding None costs
-    sqlite3 an adapter lookup per parameter.
+    unchanged against the state); any other row takes ``_classify``. A CSV file's or a sheet's rows come as cell
+    lists (``RecordStream.cells``): no dict is built for a plain row. Upserts are never NULL-bound: binding None
+    costs sqlite3 an adapter lookup per parameter.
+
+    The reader finds a table's header by the columns this run's column map would map, and the rows it skipped (title
+    rows above the header, summary rows) join the run's notices: those above the header before the header's own.
     """
     from cvcsync.inputs.columns import ColumnMap, PlainRows
     from cvcsync.inputs.readers import RecordStream, SourceRow
+    from cvcsync.inputs.table_shape import column_recogniser
 
     if item.mapper is None:
         item.mapper = ColumnMap()
     mapper, defaults, db = item.mapper, item.defaults, plan.db
     reader = item.rows if isinstance(item.rows, RecordStream) else None
+    if reader is not None:
+        reader.recogniser = column_recogniser(mapper)
     rows: Iterable[Any] = reader.cells() if reader is not None else item.rows
+    reader_notices = 0  # how many of the reader's notices are already added
     plains: dict[tuple[str, ...], PlainRows | None] = {}
     header: tuple[str, ...] = ()
     csv_plain: PlainRows | None = None
@@ -150,6 +162,8 @@ def _write_rows(plan: SyncPlan, item: PlanInput, notices: _Notices) -> None:
             if not header:  # set by the reader before the first row
                 assert reader is not None and reader.header is not None
                 header = reader.header
+                notices.add(reader.notices)
+                reader_notices = len(reader.notices)
                 csv_plain = plain_rows(header, cells=True)
             found = csv_plain.user_json(cells) if csv_plain is not None else None
             if found is None:
@@ -170,11 +184,14 @@ def _write_rows(plan: SyncPlan, item: PlanInput, notices: _Notices) -> None:
         db.execute(INSERT_ROW, (*_classify(row, mapper, defaults, notices), None))
     flush()
     db.execute("COMMIT")
+    if reader is not None:
+        notices.add(reader.notices[reader_notices:])
 
 
-def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None) -> None:
-    """Each inserted row's operation against the state: duplicates, creates, updates, unchanged, deletes and, for
-    a full snapshot, the implied deletions of users the input no longer mentions.
+def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None, notices: _Notices | None = None) -> None:
+    """Each inserted row's operation against the state: conflicts, duplicates, creates, updates, unchanged, deletes
+    and, for a full snapshot, the implied deletions of users the input no longer mentions. Duplicates are no
+    problem (nothing to fix: the last row is what the file meant) but each is worth a notice, in ``notices``.
 
     ``as_of``: the input's event time. A user whose last applied change is newer (a queue or HTTP change after the
     export was made) is ``stale`` here, written neither back nor away: one ordering rule for every writer."""
@@ -184,31 +201,40 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None) -> N
     db.execute("CREATE INDEX rows_user ON rows (user_id, kind)")
     db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
     db.execute("BEGIN")
-    # The last row of a user wins; earlier ones are duplicates (rejected, with the line that superseded them).
-    # Users with one row (nearly all) are ruled out by the index alone; the last rows of the others go to a small
-    # table, which the update reads by user (an UPDATE ... FROM would first copy every duplicate row in memory).
-    db.execute("CREATE TEMP TABLE last_rows (user_id TEXT PRIMARY KEY, seq INTEGER, line INTEGER) WITHOUT ROWID")
+    # Users with one row (nearly all) are ruled out by the index alone; the others go to a small table with their
+    # last row and how many different people (userNames) their upserts name, which the updates read by user (an
+    # UPDATE ... FROM would first copy every duplicate row in memory; a plain JOIN would scan the whole index).
+    db.execute(
+        "CREATE TEMP TABLE last_rows (user_id TEXT PRIMARY KEY, seq INTEGER, line INTEGER, people INTEGER) "
+        "WITHOUT ROWID"
+    )
     db.execute(
         """
-        INSERT INTO last_rows SELECT user_id, MAX(seq), MAX(line) FROM rows
+        INSERT INTO last_rows SELECT user_id, MAX(seq), MAX(line), COUNT(DISTINCT json_extract(record, '$.userName'))
+        FROM rows
         WHERE kind IN ('upsert', 'delete') AND user_id IN (SELECT user_id FROM rows WHERE kind IN ('upsert', 'delete')
                                                            GROUP BY user_id HAVING COUNT(*) > 1)
         GROUP BY user_id
         """
     )
     if db.execute("SELECT 1 FROM last_rows LIMIT 1").fetchone() is not None:
-        db.execute(
+        _refuse_conflicts(plan)
+        # The same person again (a status change, a corrected phone): the last row wins, earlier ones are
+        # duplicates, settled with a notice naming the line that won, never sent.
+        duplicates = db.execute(
             """
-            UPDATE rows SET op = 'duplicate', outcome = 'rejected',
+            UPDATE rows SET op = 'duplicate', outcome = 'duplicate',
                 problem = json_object('code', 'DuplicateUserId',
                                       'message', 'line ' || rows.line || ': user ' || quote(rows.user_id)
                                                  || ' appears again on line '
                                                  || (SELECT line FROM last_rows AS l WHERE l.user_id = rows.user_id)
                                                  || ', which wins')
-            WHERE seq IN (SELECT r.seq FROM last_rows AS l JOIN rows AS r ON r.user_id = l.user_id
+            WHERE seq IN (SELECT r.seq FROM last_rows AS l CROSS JOIN rows AS r ON r.user_id = l.user_id
                           AND r.kind IN ('upsert', 'delete') AND r.seq < l.seq)
             """
-        )
+        ).rowcount
+        if notices is not None and duplicates:
+            _duplicate_notices(plan, notices, duplicates)
     db.execute("DROP TABLE last_rows")
     db.execute("UPDATE rows SET op = 'create' WHERE kind = 'upsert' AND op IS NULL")
     if db.execute("SELECT 1 FROM state.users LIMIT 1").fetchone() is not None:  # a first sync compares nothing
@@ -244,11 +270,66 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None) -> N
     db.execute("DETACH DATABASE state")
 
 
+NAMED_IN_CONFLICT = 5  # lines, and names, a conflict message lists before "and N more"
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:NAMED_IN_CONFLICT])
+    return shown + (f" and {len(items) - NAMED_IN_CONFLICT} more" if len(items) > NAMED_IN_CONFLICT else "")
+
+
+def _quoted(text: str) -> str:
+    """As SQLite's ``quote()`` writes it (the duplicate notices use that): one quoting in every message."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _refuse_conflicts(plan: SyncPlan) -> None:
+    """A user id whose upserts name different people (``last_rows.people > 1``: two people given one id by hand,
+    or ids a spreadsheet mangled alike) is refused on every one of its rows: no row can be told to be the right
+    person, and letting the last one win would overwrite one person with another. The rows keep their user id,
+    so a full snapshot does not imply the user's deletion either. Called inside ``decide``'s transaction."""
+    db = plan.db
+    # CROSS JOIN: the few users in last_rows drive the join (SQLite would rather scan the whole index of rows).
+    found = db.execute(
+        "SELECT r.user_id, r.seq, r.line, json_extract(r.record, '$.userName') FROM last_rows AS l "
+        "CROSS JOIN rows AS r ON r.user_id = l.user_id AND r.kind IN ('upsert', 'delete') WHERE l.people > 1 "
+        "ORDER BY r.user_id, r.seq"
+    ).fetchall()
+    if not found:
+        return
+    refusals: list[tuple[str, int]] = []
+    for user_id, group in itertools.groupby(found, key=lambda row: row[0]):
+        rows_of_user = list(group)
+        names = list(dict.fromkeys(str(name) for *_, name in rows_of_user if name is not None))
+        people, nobody = ("two people", "neither") if len(names) == 2 else (f"{len(names)} people", "none of them")
+        detail = (
+            f"{people} share user id {_quoted(user_id)} (lines {_listed([str(r[2]) for r in rows_of_user])}: "
+            f"{_listed([_quoted(name) for name in names])}): fix the export; {nobody} is synced"
+        )
+        refusals.extend(
+            (_problem("ConflictingUserId", f"line {line}: {detail}"), seq) for _, seq, line, _ in rows_of_user
+        )
+    db.executemany("UPDATE rows SET op = 'reject', outcome = 'rejected', problem = ? WHERE seq = ?", refusals)
+    db.execute("DELETE FROM last_rows WHERE people > 1")
+
+
+def _duplicate_notices(plan: SyncPlan, notices: _Notices, duplicates: int) -> None:
+    """The first few duplicates' notices, found through ``last_rows`` (a scan for them would read every row); the
+    others are counted only."""
+    first = plan.db.execute(
+        "SELECT json_extract(r.problem, '$.message') FROM last_rows AS l CROSS JOIN rows AS r "
+        "ON r.user_id = l.user_id AND r.kind IN ('upsert', 'delete') AND r.seq < l.seq ORDER BY r.seq LIMIT ?",
+        (MAX_NOTICES,),
+    ).fetchall()
+    notices.add(str(message) for (message,) in first)
+    notices.count += duplicates - len(first)
+
+
 def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     """Stream the input into a new plan workspace and decide every row's operation against ``state``."""
     plan = new_workspace(workdir, mode=item.mode, state=state, source=item.source)
     notices = _Notices()
     _write_rows(plan, item, notices)
+    decide(plan, state, as_of=item.as_of, notices=notices)
     plan.set_meta("notices", orjson.dumps({"count": notices.count, "first": list(notices.seen)}).decode())
-    decide(plan, state, as_of=item.as_of)
     return plan

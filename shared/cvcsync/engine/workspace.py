@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 from cvcsync.engine.state import ShadowState
 
 FULL, DELTA = "full", "delta"
-FULL, DELTA = "full", "delta"
 MODES = (FULL, DELTA)
 INSERT_BATCH = 5000
 OUTCOME_SEQS = 500  # row numbers per UPDATE of outcomes (under SQLite's old limit of 999 parameters)
@@ -58,7 +57,7 @@ WRITE_OPS = (DELETE, CREATE, UPDATE)
 _SETTLED = {
     UNCHANGED: Outcome.UNCHANGED.value,
     REJECT: Outcome.REJECTED.value,
-    DUPLICATE: Outcome.REJECTED.value,
+    DUPLICATE: Outcome.DUPLICATE.value,
     STALE: Outcome.STALE.value,
 }
 
@@ -98,6 +97,7 @@ class SyncPlan:
             }.get(op["op"], "upsert")
             record = orjson.dumps(op["new"]) if "new" in op else None
             outcome = op.get("outcome") or _SETTLED.get(op["op"])
+            problem = op.get("problem", op.get("notice"))
             rows.append(
                 (
                     op["seq"],
@@ -108,7 +108,7 @@ class SyncPlan:
                     content_hash(record) if record else None,
                     record.decode() if record else None,
                     orjson.dumps(op["old"]).decode() if "old" in op else None,
-                    orjson.dumps(op["problem"]).decode() if "problem" in op else None,
+                    orjson.dumps(problem).decode() if problem is not None else None,
                     outcome,
                 )
             )
@@ -249,7 +249,8 @@ class SyncPlan:
         return (len(seqs) + chunk_size - 1) // chunk_size
 
     def problems(self, limit: int | None = None) -> Iterator[Problem]:
-        """Rejections and dead letters, in input order."""
+        """Rejections (invalid rows, conflicting user ids) and dead letters, in input order; a duplicate is no
+        problem (its notice is in ``notices``)."""
         query = (
             "SELECT line, user_id, problem, error FROM rows WHERE outcome IN ('rejected', 'deadLettered') ORDER BY seq"
         )
@@ -270,7 +271,9 @@ class SyncPlan:
         return int(self.db.execute(query).fetchone()[0])
 
     def groups(self) -> frozenset[str]:
-        """The distinct groupIds of the users this input wants present."""
+        """The distinct groupIds of the users this input wants present, which for a delta are those of its valid
+        upserts (what the group gate compares with the state's): refused, duplicate and stale rows put nobody
+        anywhere."""
         query = "SELECT DISTINCT json_extract(record, '$.groupId') FROM rows "
         query += "WHERE op IN ('create', 'update', 'unchanged')"
         return frozenset(str(g) for (g,) in self.db.execute(query) if g is not None)
@@ -282,15 +285,17 @@ class SyncPlan:
 
     def users_named(self, user_ids: list[str]) -> dict[str, tuple[str, str] | None]:
         """Which of ``user_ids`` the plan names, with (hash, record) of the row that wins for a valid one and None
-        for a user named only by invalid rows (an invalid row protects its user too)."""
+        for a user named only by refused rows (invalid, or in conflict: a refused row protects its user too) or
+        by deletes."""
         marks = ",".join("?" * len(user_ids))
+        wins = "(op IN ('create', 'update', 'unchanged', 'stale') AND record IS NOT NULL)"
         query = (
-            f"SELECT user_id, hash, record FROM rows WHERE user_id IN ({marks}) "  # noqa: S608 - marks only  # nosec B608
-            "ORDER BY user_id, (op IN ('create', 'update', 'unchanged', 'stale') AND record IS NOT NULL), seq"
+            f"SELECT user_id, hash, record, {wins} AS wins FROM rows WHERE user_id IN ({marks}) "  # noqa: S608 - marks only  # nosec B608
+            "ORDER BY user_id, wins, seq"
         )
         named: dict[str, tuple[str, str] | None] = {}
-        for uid, digest, record in self.db.execute(query, user_ids):
-            named[uid] = (digest, record) if digest and record else named.get(uid)
+        for uid, digest, record, wins in self.db.execute(query, user_ids):
+            named[uid] = (digest, record) if wins and digest else named.get(uid)
         return named
 
     def changes_for_state(self) -> tuple[Iterator[tuple[str, str, str]], Iterator[str]]:
@@ -302,7 +307,8 @@ class SyncPlan:
         return upserts, deletes
 
     def operations(self) -> Iterator[dict[str, Any]]:
-        """Every planned operation for the dry-run artefact: creates, updates (old -> new), deletes, rejections."""
+        """Every planned operation for the dry-run artefact: creates, updates (old -> new), deletes, rejections
+        (with their problem) and duplicates (with their notice)."""
         query = "SELECT seq, line, user_id, op, record, old, problem, outcome FROM rows ORDER BY seq"
         for seq, line, user_id, op, record, old, problem, outcome in self.db.execute(query):
             entry: dict[str, Any] = {"seq": seq, "op": op, "userId": user_id}
@@ -316,8 +322,8 @@ class SyncPlan:
                 entry["changed"] = sorted(
                     k for k in set(entry["new"]) | set(entry["old"]) if entry["new"].get(k) != entry["old"].get(k)
                 )
-            if problem:
-                entry["problem"] = orjson.loads(problem)
+            if problem:  # a duplicate's is a notice (the line that won), no problem to fix
+                entry["notice" if op == DUPLICATE else "problem"] = orjson.loads(problem)
             if outcome:
                 entry["outcome"] = outcome
             yield entry

@@ -45,7 +45,15 @@ from cvcsync.inputs.change_message import (
     version_problem,
 )
 from cvcsync.inputs.events.fields import EPOCH_MILLIS_MAX, EPOCH_MILLIS_MIN, epoch_millis, iso_instant, json_type
-from cvcsync.inputs.records import MAX_LENGTH, RecordError, User, normalise_keys, parse_user
+from cvcsync.inputs.records import (
+    MAX_LENGTH,
+    FieldProblem,
+    RecordError,
+    User,
+    clean_field,
+    normalise_keys,
+    parse_user,
+)
 
 __all__ = [
     "CHANGE_FIELDS",
@@ -261,7 +269,16 @@ class _ChangeReader:
                 self.problem(field, "is a number too large to be an id")
                 return None
             value = str(value)
-        return self._text(field, value, MAX_LENGTH["userId"])
+        text = self._text(field, value, MAX_LENGTH["userId"])
+        if text is None:
+            return None
+        # The clean-up every path shares (``records.clean_field``): a delete of ``ＢＳ００１`` deletes BS001, the user
+        # its upsert created; an id Excel turned into 1.21235E+09 is refused, never deleted.
+        problems: list[FieldProblem] = []
+        cleaned = clean_field("userId", text, problems, [])
+        for found in problems:
+            self.problem(field, found.reason)
+        return None if problems else cleaned
 
     def _occurred_at(self, value: Any) -> datetime | None:
         field = "occurredAt"

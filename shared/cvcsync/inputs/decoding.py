@@ -6,6 +6,10 @@
   happen to be ASCII is still read right. A file with a UTF-8 byte-order mark whose text is not UTF-8 is refused,
   not guessed at: the mark is a claim, and guessing could write garbled names into CVC.
 - gzip is recognised by its magic bytes, whatever the file's name.
+- The first SNIFF_BYTES of the content (gzip undone) are read before anything is decoded (``open_content``), so
+  ``formats.sniff_bytes`` can tell a workbook, a PDF or binary data from text by its bytes; they are replayed to the
+  decoder. A file that turns out not to decode and whose first bytes are full of control bytes is called binary data,
+  not text in a wrong encoding: advice about encodings would send its owner the wrong way.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import codecs
 import gzip
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 from cvcsync.config import ENV_ENCODING
@@ -22,6 +27,11 @@ from cvcsync.errors import InvalidInputError
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _UNICODE_FAMILIES = ("utf-16", "utf-32")
 _AUTO_UTF8_EVIDENCE = 3  # valid non-ASCII UTF-8 characters before a bad byte that make a file "UTF-8, damaged"
+SNIFF_BYTES = 4096
+GZIP_MAGIC = b"\x1f\x8b"
+# C0 control bytes that text never holds (tab, line breaks, vertical tab, form feed, Ctrl-Z, escape aside), and DEL.
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0E, 0x0F, *range(0x10, 0x1A), *range(0x1C, 0x20), 0x7F])
+_UNDECODABLE_BINARY_SHARE = 0.03  # control bytes among the first bytes of a file that does not decode: binary
 
 
 class _Prefixed(io.RawIOBase):
@@ -56,6 +66,65 @@ def _read_up_to(stream: Any, size: int) -> bytes:
         parts.append(part)
         wanted -= len(part)
     return b"".join(parts)
+
+
+def control_bytes(data: bytes) -> int:
+    """How many of ``data``'s bytes are control bytes that no text export holds (NUL included)."""
+    return len(data) - len(data.translate(None, _CONTROL_BYTES))
+
+
+def is_unicode_family(encoding: str | None) -> bool:
+    """UTF-16/UTF-32 text is full of NUL and low bytes: byte statistics say nothing about it."""
+    if not encoding:
+        return False
+    try:
+        return codecs.lookup(encoding).name.startswith(_UNICODE_FAMILIES)
+    except LookupError:
+        return False
+
+
+def binary_data(why: str) -> InvalidInputError:
+    """The refusal of a file that is no text at all: advice about encodings would send its owner the wrong way."""
+    return InvalidInputError(
+        f"binary data, not a text export ({why}): is it the right file? Export the directory as .xlsx or CSV (UTF-8)",
+        code="BinaryData",
+    )
+
+
+@dataclass
+class Content:
+    """A file's content from its start: the first SNIFF_BYTES (``head``), then ``rest``; gzip already undone.
+
+    ``start``: where the original stream began, when it can seek back there and was not gzip-compressed (a reader
+    that needs random access, the workbook's, reads it in place); None otherwise.
+    """
+
+    head: bytes
+    rest: IO[bytes]
+    original: IO[bytes]
+    start: int | None
+    gzipped: bool
+
+
+def open_content(stream: IO[bytes]) -> Content:
+    """Undo gzip (recognised by its magic bytes) and read the first SNIFF_BYTES of what is inside."""
+    start = _position(stream)
+    first = _read_up_to(stream, len(GZIP_MAGIC))
+    if first == GZIP_MAGIC:
+        raw: Any = gzip.GzipFile(fileobj=io.BufferedReader(_Prefixed(first, stream)))
+        return Content(_read_up_to(raw, SNIFF_BYTES), raw, stream, None, gzipped=True)
+    head = first + _read_up_to(stream, SNIFF_BYTES - len(first))
+    return Content(head, stream, stream, start, gzipped=False)
+
+
+def _position(stream: IO[bytes]) -> int | None:
+    """Where a seekable stream is, else None (an S3 or OSS body cannot seek; some say so by raising)."""
+    try:
+        if not stream.seekable():
+            return None
+        return stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 class Decoder:
@@ -133,33 +202,39 @@ class Decoder:
 
 
 class DecodedText:
-    """One file's text as chunks: gzip undone, decoded, and never ending in a ``\\r`` that a ``\\n`` may follow.
+    """One file's text as chunks: decoded, and never ending in a ``\\r`` that a ``\\n`` may follow.
 
     Keeping a chunk-final ``\\r`` for the next chunk means a ``\\r\\n`` is never split, so every consumer can cut
-    lines at chunk boundaries without looking ahead. ``chunk_size`` bytes are read at a time.
+    lines at chunk boundaries without looking ahead. ``chunk_size`` bytes are decoded at a time, the sniffed head
+    included.
     """
 
-    def __init__(self, stream: IO[bytes], encoding: str | None, *, chunk_size: int) -> None:
+    def __init__(self, content: Content, encoding: str | None, *, chunk_size: int) -> None:
         self.decoder = Decoder(encoding)
         self.exhausted = False
-        self._stream = stream
+        self._content = content
         self._chunk_size = chunk_size
         self._chunks = self._generate()
 
     def __iter__(self) -> Iterator[str]:
         return self._chunks
 
-    def _generate(self) -> Iterator[str]:
+    def _raw_chunks(self) -> Iterator[bytes]:
         size = self._chunk_size
-        head = _read_up_to(self._stream, 2)
-        raw: Any = self._stream
-        if head == b"\x1f\x8b":
-            raw = gzip.GzipFile(fileobj=io.BufferedReader(_Prefixed(head, self._stream)))
-            data = _read_up_to(raw, size)
-        else:
-            data = head + _read_up_to(raw, size - len(head))
-        carry = ""
+        rest = self._content.rest
+        data = self._content.head
+        if len(data) < size:
+            data += _read_up_to(rest, size - len(data))
+        while len(data) > size:
+            yield data[:size]
+            data = data[size:]
         while data:
+            yield data
+            data = rest.read(size)
+
+    def _generate(self) -> Iterator[str]:
+        carry = ""
+        for data in self._raw_chunks():
             text = self.decoder.decode(data)
             if carry:
                 text = carry + text
@@ -169,7 +244,6 @@ class DecodedText:
                 text = text[:-1]
             if text:
                 yield text
-            data = raw.read(size)
         text = carry + self.decoder.decode(b"", final=True)
         self.exhausted = True
         if text:
@@ -182,8 +256,15 @@ class DecodedText:
             reason = exc.reason
             if isinstance(exc.object, bytes):
                 line += exc.object.count(b"\n", 0, exc.start)
-        where = f"near line {line}: "
         decoder = self.decoder
+        head = self._content.head
+        if (
+            head
+            and not decoder.encoding.startswith(_UNICODE_FAMILIES)
+            and control_bytes(head) >= _UNDECODABLE_BINARY_SHARE * len(head)
+        ):
+            return binary_data(f"it does not decode: {reason}; its first bytes are full of control bytes")
+        where = f"near line {line}: "
         if decoder.bom and decoder.encoding == "utf-8":
             what = (
                 f"the file starts with a UTF-8 byte-order mark but is not UTF-8 text ({reason}); "

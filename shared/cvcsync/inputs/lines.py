@@ -1,7 +1,10 @@
 """A text's physical lines, for the CSV and NDJSON readers.
 
 Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (old Mac exports), never at U+2028 and the like, which are data.
-A line longer than the record limit is never held whole: it is skipped as it streams past and flagged.
+A line longer than the record limit is never held whole: it is skipped as it streams past and flagged; for CSV
+(``leading_limit_refuses``) one before any non-blank line refuses the file at once, as soon as it is that long: no
+title or header is a million characters, and a file with no line break in that many (a 200 MB single line) is no
+line-based export; skipping it would read the whole file and find no rows at all.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 
+from cvcsync.errors import InvalidInputError
 from cvcsync.inputs.decoding import DecodedText
 
 LINE_BREAK = re.compile(r"\r\n?|\n")
@@ -30,12 +34,15 @@ class Lines:
     holding a NUL byte.
     """
 
-    def __init__(self, chunks: Iterable[str], text: DecodedText, *, max_record_chars: int) -> None:
+    def __init__(
+        self, chunks: Iterable[str], text: DecodedText, *, max_record_chars: int, leading_limit_refuses: bool = False
+    ) -> None:
         self.flagged: dict[int, str] = {}
         self.count = 0
         self._chunks = chunks
         self._text = text
         self._limit = max_record_chars
+        self._leading = leading_limit_refuses  # no non-blank line yet, and a long one there refuses the file
 
     def __iter__(self) -> Iterator[str]:
         return itertools.chain.from_iterable(self._blocks())
@@ -60,6 +67,7 @@ class Lines:
                 cut = max(text.rfind("\n"), text.rfind("\r")) + 1
                 if cut == 0:
                     if len(text) > limit:
+                        self._check_leading()
                         skipped, pending = len(text), ""
                     else:
                         pending = text
@@ -68,12 +76,16 @@ class Lines:
                 if pending and len(text) > limit:
                     found = LINE_BREAK.search(block)
                     if found is not None and found.start() > limit:
+                        self._check_leading()
                         yield self._flag_long(found.start())
                         block = block[found.end() :]
                 pending = text[cut:]
                 if block:
+                    if self._leading and not block.isspace():
+                        self._leading = False
                     yield self._split(block)
                 if len(pending) > limit:
+                    self._check_leading()
                     skipped, pending = len(pending), ""
         except UnicodeError as exc:
             raise self._text.encoding_error(exc, self.count + 1) from exc
@@ -93,6 +105,15 @@ class Lines:
         lines = block.splitlines(keepends=True)
         self.count += len(lines)
         return lines
+
+    def _check_leading(self) -> None:
+        if self._leading:
+            raise InvalidInputError(
+                f"line {self.count + 1}: before or in the header, a line is over {self._limit} characters long "
+                "before its first line break: not a line-based export (CSV or TSV). A spreadsheet or a JSON document "
+                "named .csv? Name it for what it is",
+                code="BadHeader",
+            )
 
     def _flag_long(self, length: int) -> tuple[str]:
         self.count += 1

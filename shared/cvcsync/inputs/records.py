@@ -4,6 +4,11 @@ Field names are the API document's: camelCase going in (CreateUser's ``UserInfo`
 (GetUser, ListUsers). A bad record raises ``RecordError`` naming each field and why, with the line it came from;
 unknown fields are kept as notices on the record rather than silently dropped.
 
+Every value is first cleaned up by ``clean_field``, the same on every path (the rules are in ``cell_cleanup``'s
+docstring: NFKC for codes, Excel's text marks and scientific notation, numbers as exact digits, spaces and line
+breaks in names). Messages show enough of a value to find it: a short preview of ids and departments, and a mask
+that says it is one for personal data (``(masked: 138****0110)``).
+
 CVC publishes no length limits; the ones here are cvc-sync's own, generous enough for real directories and
 tight enough to stop a column shift (a whole address landing in ``userId``) before it reaches CVC.
 """
@@ -11,7 +16,9 @@ tight enough to stop a column shift (a whole address landing in ``userId``) befo
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +26,18 @@ from typing import Any
 import orjson
 
 from cvcsync.errors import InvalidInputError
+from cvcsync.inputs.cell_cleanup import (
+    NAME_FIELDS,
+    NFKC_FIELDS,
+    NUMBER_FIELDS,
+    exact_digits,
+    is_scientific,
+    name_spacing_changes,
+    preview,
+    replace_breaks,
+    tidy_name,
+    undo_excel_text,
+)
 from cvcsync.logs import mask_email, mask_mobile
 
 REQUIRED_FIELDS = ("userId", "userName", "groupId", "groupName")
@@ -40,6 +59,7 @@ MAX_LENGTH = {
 
 _PASCAL_TO_CAMEL = {name[0].upper() + name[1:]: name for name in FIELDS}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CODE_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")  # and the Unicode line breaks: a code is one line
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()\-]{2,30}$")
@@ -130,9 +150,18 @@ def content_hash(user_json: bytes) -> str:
     return hashlib.blake2b(user_json, digest_size=16).hexdigest()
 
 
-def _as_text(name: str, value: Any, problems: list[FieldProblem]) -> str:
+def clean_field(name: str, value: Any, problems: list[FieldProblem], notices: list[str]) -> str:
+    """One field's value as text, cleaned up by the rules every path shares (``cell_cleanup``'s docstring); what
+    cannot be used is added to ``problems``, what was changed and should be said to ``notices``."""
     if value is None:
         return ""
+    if isinstance(value, float) and name in NUMBER_FIELDS and math.isfinite(value):
+        digits = exact_digits(value)
+        if digits is None:
+            kind = "too large to be exact" if value.is_integer() else "with a fraction"
+            problems.append(FieldProblem(name, f"is a number {kind} ({_shown(name, repr(value))}): send it as text"))
+            return ""
+        value = digits
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         problems.append(FieldProblem(name, f"must be text, got {type(value).__name__}"))
         return ""
@@ -144,28 +173,75 @@ def _as_text(name: str, value: Any, problems: list[FieldProblem]) -> str:
     if _SURROGATE.search(text):  # a JSON "\ud800" escape without its pair: no UTF-8 (nor CVC) can hold it
         problems.append(FieldProblem(name, "is not valid Unicode text (a lone surrogate escape)"))
         return ""
-    if _CONTROL.search(text):
-        problems.append(FieldProblem(name, "contains control characters (line breaks, tabs or NUL)"))
+    if name in NAME_FIELDS:
+        text = _clean_name(name, text, problems, notices)
+    else:
+        if name in NFKC_FIELDS and not text.isascii():
+            text = unicodedata.normalize("NFKC", text).strip()
+        if name in NUMBER_FIELDS and text[:1] in ("'", "="):
+            text = undo_excel_text(text)
+        if name in NUMBER_FIELDS and is_scientific(text):
+            problems.append(
+                FieldProblem(
+                    name,
+                    f"Excel turned this column into a number ({_shown_number(name, text)}); re-export it as "
+                    "text or .xlsx",
+                )
+            )
+            return text
+        if _CODE_CONTROL.search(text):
+            problems.append(
+                FieldProblem(name, f"contains control characters (line breaks, tabs or NUL): {_shown(name, text)}")
+            )
     limit = MAX_LENGTH[name]
     if len(text) > limit:
         problems.append(FieldProblem(name, f"is {len(text)} characters long; at most {limit} allowed"))
     return text
 
 
+def _clean_name(name: str, text: str, problems: list[FieldProblem], notices: list[str]) -> str:
+    text, replaced = replace_breaks(text)
+    if replaced:
+        notices.append(f"{name}: {replaced} inside the value was replaced by a space")
+    if _CONTROL.search(text):
+        reason = f"contains control characters (NUL or other invisible codes): {preview(text)}"
+        problems.append(FieldProblem(name, reason))
+    return tidy_name(text)
+
+
+def _shown(name: str, text: str) -> str:
+    """A value as an error message may show it: masked, and saying so, for personal data; else a short preview."""
+    if name in _PERSONAL:
+        return f"masked: {_PERSONAL[name](text) or '***'}"
+    return preview(text)
+
+
+def _shown_number(name: str, text: str) -> str:
+    """Scientific notation as shown: in full for ids, with the digits hidden for phones (``masked: 1.38…E+10``)."""
+    if name not in _PERSONAL:
+        return text
+    at = max(text.find("e"), text.find("E"))
+    return f"masked: {text[: min(at, 4)]}…{text[at:]}"
+
+
 def _check_formats(values: dict[str, str], problems: list[FieldProblem]) -> None:
+    refused = {p.field for p in problems}
     email = values.get("userEmail")
-    if email and not _EMAIL.match(email):
-        problems.append(FieldProblem("userEmail", f"is not an e-mail address ({mask_email(email)})"))
+    if email and "userEmail" not in refused and not _EMAIL.match(email):
+        problems.append(FieldProblem("userEmail", f"is not an e-mail address ({_shown('userEmail', email)})"))
     for name in ("userMobile", "userTel"):
         phone = values.get(name)
-        if phone and not _PHONE.match(phone):
-            problems.append(FieldProblem(name, f"is not a phone number ({mask_mobile(phone)}): digits, +, -, spaces"))
+        if phone and name not in refused and not _PHONE.match(phone):
+            problems.append(FieldProblem(name, f"is not a phone number ({_shown(name, phone)}): digits, +, -, spaces"))
     url = values.get("userAvatarUrl")
-    if url and not url.startswith(("http://", "https://")):
+    if url and "userAvatarUrl" not in refused and not url.startswith(("http://", "https://")):
         problems.append(FieldProblem("userAvatarUrl", "must start with http:// or https://"))
 
 
 _LIMITS = tuple((name, MAX_LENGTH[name]) for name in FIELDS)
+_ID_FLAGS = "'=0123456789"  # how an id Excel's text mark or scientific notation would change starts
+
+
 _NO_DEFAULTS: Mapping[str, str] = {}
 
 
@@ -199,10 +275,19 @@ def fast_user_json(fields: Mapping[str, Any], defaults: Mapping[str, str] | None
         out[name] = value
     if len(out) < 4 or "groupName" not in out or "userId" not in out or "userName" not in out or "groupId" not in out:
         return None
-    if _CONTROL.search("".join(out.values())):
-        return None
+    joined = PLAIN_SEPARATOR.join(out.values())
+    if not joined.isprintable() or name_spacing_changes(joined):
+        return None  # a control character, a Unicode space, a line break, spaces tidy_name would change
+    # Ids: NFKC, Excel's text marks or scientific notation, which parse_user cleans up or explains. (A phone that
+    # matches _PHONE below is ASCII digits and punctuation: none of these apply.)
+    for code in (out["userId"], out["groupId"], out.get("departId")):
+        if code is not None and (
+            not code.isascii()
+            or (code[0] in _ID_FLAGS and (code[0] in "'=" or (("e" in code or "E" in code) and is_scientific(code))))
+        ):
+            return None
     email = out.get("userEmail")
-    if email is not None and not _EMAIL.match(email):
+    if email is not None and (not email.isascii() or not _EMAIL.match(email)):
         return None
     for phone in (out.get("userMobile"), out.get("userTel")):
         if phone is not None and not _PHONE.match(phone):
@@ -227,20 +312,43 @@ def fast_user_json(fields: Mapping[str, Any], defaults: Mapping[str, str] | None
 PLAIN_SEPARATOR = "\u241f"  # SYMBOL FOR UNIT SEPARATOR: no field pattern matches it, so a value holding it is not plain
 
 
+def _ascii_class(excluded: str) -> str:
+    """A regex class of the printable ASCII characters but ``excluded``, as ranges (``[!-&(-~]``)."""
+    kept = [c for c in range(0x20, 0x7F) if chr(c) not in excluded]
+    runs: list[list[int]] = []
+    for code in kept:
+        if runs and runs[-1][1] == code - 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    spans = (re.escape(chr(a)) + ("" if a == b else "-" + re.escape(chr(b))) for a, b in runs)
+    return "[" + "".join(spans) + "]"
+
+
+# An id starting like Excel's scientific notation (is_scientific), up to the end of its value.
+_SCIENTIFIC_AHEAD = rf"(?![0-9](?:\.[0-9]+[eE][+-]?|[eE][+-])[0-9]+(?:{PLAIN_SEPARATOR}|\Z))"
+
+
 def plain_value_pattern(name: str, *, not_first: str = "") -> str:
     """A regex for one non-empty plain value of ``name`` inside PLAIN_SEPARATOR-joined text that has passed
-    ``plain_text``; ``not_first``: characters it may not start with either (a spreadsheet formula's, say)."""
+    ``plain_text``; ``not_first``: characters it may not start with either (a spreadsheet formula's, say). Codes
+    (ids, phones, e-mail) are plain in printable ASCII only, which NFKC leaves as it is; ids and phones not with
+    Excel's ``'`` in front, nor in scientific notation."""
     limit = MAX_LENGTH[name]
     sep = PLAIN_SEPARATOR
     first = re.escape(" " + not_first)
     within = rf"(?=[^{sep}]{{1,{limit}}}(?:{sep}|\Z))"  # the length, for patterns that do not count
     if name == "userEmail":  # _EMAIL, for text whose only whitespace can be the space
-        return rf"{within}[^{sep}@{first}][^{sep}@ ]*@[^{sep}@ ]+\.[^{sep}@ ]+"
+        part = _ascii_class("@ ")
+        return rf"{within}{_ascii_class('@ ' + not_first)}{part}*@{part}+\.{part}+"
     if name in ("userMobile", "userTel"):  # _PHONE (at most 32 characters), without a trailing space
         plus = "" if "+" in not_first else r"\+?"
         return rf"{plus}[0-9][0-9 ()\-]{{1,29}}[0-9()\-]"
     if name == "userAvatarUrl":
         return rf"{within}https?://[^{sep}]*(?<! )"
+    if name in NFKC_FIELDS:  # userId, groupId, departId
+        first_code = _ascii_class(" ='" + not_first)
+        return rf"{_SCIENTIFIC_AHEAD}{first_code}{_ascii_class('')}{{0,{limit - 1}}}(?<! )"
     return rf"[^{sep}{first}][^{sep}]{{0,{limit - 1}}}(?<! )"  # the lookbehind: no trailing space
 
 
@@ -305,9 +413,10 @@ def parse_user(
         raise RecordError([FieldProblem("(record)", f"must be an object, got {type(raw).__name__}")], position=position)
     record = normalise_keys(raw)
     problems: list[FieldProblem] = []
+    notices: list[str] = []
     values: dict[str, str] = {}
     for name in FIELDS:
-        value = _as_text(name, record.get(name), problems)
+        value = clean_field(name, record.get(name), problems, notices)
         if not value and defaults:
             value = str(defaults.get(name, "") or "").strip()
         values[name] = value
@@ -319,7 +428,7 @@ def parse_user(
     if problems:
         raise RecordError(problems, position=position, user_id=user_id)
     unknown = sorted(k for k in record if k not in FIELDS and k not in ignore and k != "CreateTime")
-    notices = tuple(f"unknown field {k!r} ignored" for k in unknown)
+    notices.extend(f"unknown field {k!r} ignored" for k in unknown)
     return User(
         values["userId"],
         values["userName"],
@@ -331,7 +440,7 @@ def parse_user(
         values["userTel"],
         values["userMobile"],
         values["userAvatarUrl"],
-        notices,
+        tuple(notices),
     )
 
 

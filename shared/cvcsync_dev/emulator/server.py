@@ -1,6 +1,11 @@
 """Serving the emulator with waitress: the ``cvcsync emulator`` command line and an in-process ``EmulatorServer``.
 
 waitress is imported here only, and only when a server is made: the functions never need it.
+
+Once listening, ``cvcsync emulator`` prints its readiness line first (scripts and tests wait for it), then the
+lines a person pastes into another shell to point the ``cvcsync`` command at it: ``export CVC_ENDPOINT=…`` and the
+key the emulator accepts, and one example command. The key is the emulator's own, given on its command line or in
+``CVC_EMULATOR_ACCESS_KEYS`` (``make emulator``: the documented demo key), valid nowhere else, so showing it is fine.
 """
 
 from __future__ import annotations
@@ -8,10 +13,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 
-from cvcsync.config import ENV_EMULATOR_ACCESS_KEYS
+from cvcsync.config import (
+    ENV_ACCESS_KEY_ID,
+    ENV_ACCESS_KEY_SECRET,
+    ENV_CVC_ENDPOINT,
+    ENV_EMULATOR_ACCESS_KEYS,
+    ENV_SECURITY_TOKEN,
+)
 from cvcsync_dev.emulator.app import DEFAULT_CAPACITY, DEFAULT_CONCURRENT_MAX, DEFAULT_MAX_BATCH, EmulatorApp
 from cvcsync_dev.emulator.faults import FaultSettings
 from cvcsync_dev.emulator.keys import AccessKey, parse_access_key, parse_access_keys
@@ -23,6 +35,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_THREADS = 16
 READY_LINE = "cvcsync emulator listening on {url}"
+EXAMPLE_COMMAND = ".venv/bin/cvcsync create events/users/demo-users.csv"
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}  # noqa: S104 - names, to print a reachable address
 
 
 class _DropWarningFilter(logging.Filter):
@@ -166,6 +180,32 @@ def _keys_from(args: argparse.Namespace, env: Mapping[str, str]) -> list[AccessK
     return list(known.values())
 
 
+def paste_lines(url: str, keys: Sequence[AccessKey]) -> list[str]:
+    """The lines to paste into another shell: the endpoint, a key the emulator accepts, one example command.
+
+    The first usable plain key is shown (an STS key, with its token, only when there is no other). These are the
+    emulator's own keys (``make emulator``: the documented local demo key), which nothing else accepts: printing
+    them is the point, and no secret leaves this machine.
+    """
+    for host, reachable in _ANY_ADDRESS.items():
+        url = url.replace(f"//{host}:", f"//{reachable}:")
+    usable = [key for key in keys if not key.disabled and not key.denied] or list(keys)
+    key = next((k for k in usable if k.token is None), usable[0])
+    lines = [
+        "# To use this emulator from another shell, paste these lines there.",
+        "# The key is this emulator's local demo key: it is valid nowhere else, so showing it here is fine.",
+        f"export {ENV_CVC_ENDPOINT}={shlex.quote(url)}",
+        f"export {ENV_ACCESS_KEY_ID}={shlex.quote(key.id)}",
+        f"export {ENV_ACCESS_KEY_SECRET}={shlex.quote(key.secret)}",
+    ]
+    if key.token is not None:
+        lines.append(f"export {ENV_SECURITY_TOKEN}={shlex.quote(key.token)}")
+    else:  # a token left over from a real account's STS key would be sent along, and refused
+        lines.append(f"unset {ENV_SECURITY_TOKEN}")
+    lines += ["# Then, from the repository's folder, for example:", EXAMPLE_COMMAND]
+    return lines
+
+
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None) -> int:
     """Run the emulator until SIGTERM or SIGINT; print one readiness line with the real URL once listening."""
     args = build_parser().parse_args(argv)
@@ -202,7 +242,8 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
             print(f"cvcsync emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
 
-        server.serve_until_signalled(READY_LINE.format(url=server.url))
+        ready = [READY_LINE.format(url=server.url), *paste_lines(server.url, keys)]
+        server.serve_until_signalled("\n".join(ready))
     finally:
         store.close()
     return 0

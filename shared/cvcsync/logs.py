@@ -51,7 +51,7 @@ _SECRET_IN_TEXT = re.compile(
     r"authorization|x-cvcsync-signature|aws_secret_access_key|aws_session_token)[\"']?\s*[:=]\s*[\"']?)"
     r"([^&\s\"',}]+)"
 )
-THIRD_PARTY_LOGGERS = ("urllib3", "botocore", "boto3", "s3transfer", "waitress", "fc2")
+THIRD_PARTY_LOGGERS = ("urllib3", "botocore", "boto3", "s3transfer", "waitress")
 
 
 def scrub_text(text: str) -> str:

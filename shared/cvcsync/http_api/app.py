@@ -245,7 +245,7 @@ class HttpApi:
                 field="(method)",
                 headers=[("Allow", route.allow)],
             )
-        settings = HttpSettings.from_env(self.env)
+        settings = HttpSettings.from_env(self.env, fc_context=invocation.fc_context)  # kms: read with the role
         body = _read_body(environ, settings.max_body)
         query_string = _text(str(environ.get("QUERY_STRING") or ""), "(query)")
         request = Request(

@@ -1,6 +1,11 @@
 """The HTTP API's settings, read from the environment variables named in ``config.py``.
 
-Parsing errors name the variable and the position of the bad entry, never its value: these variables hold secrets.
+The HMAC keys and bearer tokens come from a secret store when ``CVCSYNC_SECRET_HTTP_KEYS`` /
+``CVCSYNC_SECRET_HTTP_TOKENS`` name one (``cvcsync.adapters.secrets``; cached per warm container, so a request
+costs no store call), or, for local use, from ``CVCSYNC_HTTP_KEYS`` / ``CVCSYNC_HTTP_TOKENS`` themselves. Both set is
+refused rather than guessed at: one of them would be silently ignored, and a key believed revoked could still work.
+
+Parsing errors name the variable (or the secret) and the position of the bad entry, never its value.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from cvcsync.adapters.secrets import SecretReader
 from cvcsync.config import (
     ENV_HTTP_CIRCUIT_COOLDOWN,
     ENV_HTTP_CLOCK_SKEW,
@@ -18,6 +25,8 @@ from cvcsync.config import (
     ENV_HTTP_MAX_BODY,
     ENV_HTTP_SYNC_BUCKET,
     ENV_HTTP_TOKENS,
+    ENV_SECRET_HTTP_KEYS,
+    ENV_SECRET_HTTP_TOKENS,
     ENV_STATE_BUCKET,
     _float,
     _int,
@@ -61,6 +70,20 @@ def parse_tokens(text: str, *, name: str = ENV_HTTP_TOKENS) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+def secret_or_plain(env: Mapping[str, str], plain: str, reference: str, secrets: SecretReader) -> tuple[str, str]:
+    """The text of ``reference``'s secret, else of the ``plain`` variable, and how to name it in an error."""
+    if env.get(plain, "").strip() and env.get(reference, "").strip():
+        raise ConfigurationError(
+            f"both {plain} and {reference} are set: keep {reference} (a secret store) on a deployed function, "
+            f"{plain} only for local use, never both",
+            code="AmbiguousSecret",
+        )
+    found = secrets.reference(reference)
+    if found is None:
+        return env.get(plain, ""), plain
+    return secrets.read_reference(found), f"the secret {found} ({reference})"
+
+
 @dataclass(frozen=True)
 class HttpSettings:
     keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
@@ -73,11 +96,17 @@ class HttpSettings:
     circuit_cooldown: float = DEFAULT_CIRCUIT_COOLDOWN
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> HttpSettings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, fc_context: Any = None, secrets: SecretReader | None = None
+    ) -> HttpSettings:
+        """``fc_context`` (the invocation's, on FC) signs a ``kms:`` read with the role's current credentials."""
         env = os.environ if env is None else env
+        secrets = SecretReader(env, fc_context=fc_context) if secrets is None else secrets
+        keys, keys_name = secret_or_plain(env, ENV_HTTP_KEYS, ENV_SECRET_HTTP_KEYS, secrets)
+        tokens, tokens_name = secret_or_plain(env, ENV_HTTP_TOKENS, ENV_SECRET_HTTP_TOKENS, secrets)
         return cls(
-            keys=parse_keys(env.get(ENV_HTTP_KEYS, "")),
-            tokens=parse_tokens(env.get(ENV_HTTP_TOKENS, "")),
+            keys=parse_keys(keys, name=keys_name),
+            tokens=parse_tokens(tokens, name=tokens_name),
             clock_skew=_int(env, ENV_HTTP_CLOCK_SKEW, DEFAULT_CLOCK_SKEW),
             max_body=_int(env, ENV_HTTP_MAX_BODY, DEFAULT_MAX_BODY),
             max_batch=_int(env, ENV_HTTP_MAX_BATCH, DEFAULT_MAX_BATCH),

@@ -3,6 +3,11 @@
 FC has no remaining-time call: the deadline is the start plus the function's timeout. Lambda tells the remaining
 milliseconds. Either way the engine sees one ``deadline`` on the ``time.monotonic()`` clock, and spends it as a
 ``TimeBudget`` that keeps a margin free for the run's own checkpoint and commit.
+
+FC 2.0 and FC 3.0 contexts are read alike (``request_id``, ``function.name``/``timeout``, ``region``,
+``account_id``). FC 3.0 has no ``service``; its ``function.qualifier`` names the version or alias running, which a
+continuation invokes again. Its python3.12 runtime has no ``credentials`` either: the role's STS key is then only
+in the environment (``adapters.credentials`` reads both).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Invocation:
     account_id: str | None = None
     service_name: str | None = None
     function_arn: str | None = None
+    qualifier: str | None = None  # FC 3.0: the version or alias this invocation runs (function.qualifier)
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -85,6 +91,7 @@ def from_context(context: Any, *, started: float | None = None) -> Invocation:
         region=_read(context, "region"),
         account_id=_read(context, "account_id"),
         service_name=_read(_read(context, "service"), "name"),
+        qualifier=_read(function, "qualifier"),
     )
 
 

@@ -1,12 +1,18 @@
 """The clients a function needs, built lazily from the environment and kept for the warm container.
 
-This is the only module-level state in cvc-sync: a cache of clients (CVC's ``requests.Session``, boto3's S3 and
-SQS clients). FC's STS credentials rotate, so clients built from them are keyed by the key id they were built
-with; a new key builds a new client. boto3 is imported only when an S3 or SQS client is first asked for.
+This is the module-level state of cvc-sync: a cache of clients (CVC's ``requests.Session``, boto3's S3 and SQS
+clients), beside the secret values ``cvcsync.adapters.secrets`` keeps per container for their TTL. FC's STS
+credentials rotate, so clients built from them are keyed by the key id they were built with; a new key builds a new
+client. boto3 is imported only when an S3 or SQS client is first asked for.
+
+CVC's credentials are resolved on every invocation (``adapters.credentials``: explicit, a secret, the environment,
+the FC context), which costs a dict lookup once a secret is cached: the role's STS key on FC is then always the
+current one, and a rotated secret is picked up within its TTL.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -19,6 +25,8 @@ from cvcsync.adapters.credentials import default_credentials, from_fc_context
 from cvcsync.adapters.cvc import CvcClient
 from cvcsync.adapters.objects import LocalObjectStore
 from cvcsync.adapters.s3 import S3ObjectStore, s3_client
+from cvcsync.adapters.secrets import SecretReader
+from cvcsync.adapters.secrets import clear_cache as clear_secret_cache
 from cvcsync.config import (
     ENV_AWS_DEFAULT_REGION,
     ENV_AWS_REGION,
@@ -33,6 +41,7 @@ from cvcsync.outputs.letter_sinks import deadletter_sink_from_env
 from cvcsync.platform.context import Dispatcher, SyncContext
 from cvcsync.platform.runtime import FC, LAMBDA, Invocation
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _cache: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
@@ -46,16 +55,23 @@ def _cached(key: tuple[Any, ...], build: Callable[[], T]) -> T:
 
 
 def clear_cache() -> None:
-    """Forget every client (tests; a warm container never needs it)."""
+    """Forget every client and cached secret (tests; a warm container never needs it)."""
     with _lock:
         _cache.clear()
+    clear_secret_cache()
+
+
+def secret_reader(invocation: Invocation, env: Mapping[str, str]) -> SecretReader:
+    """Secrets through the container's cache; a ``kms:`` read is signed with this invocation's role credentials."""
+    return SecretReader(env, fc_context=invocation.fc_context)
 
 
 def cvc_client(invocation: Invocation, env: Mapping[str, str]) -> CvcClient:
     settings = CvcSettings.from_env(env)
-    credentials = default_credentials(fc_context=invocation.fc_context, env=env)
+    credentials = default_credentials(fc_context=invocation.fc_context, env=env, secrets=secret_reader(invocation, env))
+    log.debug("cvc access key resolved", extra={"keySource": credentials.source})
     client = _cached(("cvc", settings), lambda: CvcClient(credentials, settings=settings))
-    client.credentials = credentials  # the session is kept; STS keys are refreshed every invocation
+    client.credentials = credentials  # the session is kept; STS keys and secrets are refreshed every invocation
     return client
 
 

@@ -43,8 +43,9 @@ chaos: $(STAMP)
 	CVCSYNC_CHAOS_USERS=$(CHAOS_USERS) CVCSYNC_CHAOS_RESULTS=bench/results/chaos.json \
 		$(BIN)/python -m pytest tests/chaos -p no:cacheprovider -o timeout=3600 -q
 
+# Prints its URL, then the `export` lines that point `cvcsync` in another shell at it (README: "Your first sync").
 emulator: $(STAMP)
-	$(BIN)/cvcsync emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --access-key $(DEMO_KEY) --admin
+	@$(BIN)/cvcsync emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --access-key $(DEMO_KEY) --admin
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_client.py
@@ -68,8 +69,20 @@ REGION ?=
 PARAMS ?=
 DEPLOY_ARGS = --stack '$(STACK)' --artifact-bucket '$(ARTIFACT_BUCKET)' --region '$(REGION)' $(foreach p,$(PARAMS),--param '$(p)')
 
-package: $(STAMP)
-	$(BIN)/python deploy/package.py
+# Packaging needs pip and the standard library only (tomli on Python 3.10, to read pyproject.toml): a venv of its own
+# inside $(VENV) (so `make clean` removes it too), not the development tools. The build itself runs pip for the
+# target platform, whatever this venv's Python is.
+PACKAGE_VENV := $(VENV)/package
+PACKAGE_STAMP := $(PACKAGE_VENV)/.installed
+
+$(PACKAGE_STAMP): constraints.txt
+	test -x $(PACKAGE_VENV)/bin/python || $(PYTHON) -m venv $(PACKAGE_VENV)
+	$(PACKAGE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PACKAGE_VENV)/bin/python -m pip install --quiet -c constraints.txt 'tomli; python_version < "3.11"'
+	touch $(PACKAGE_STAMP)
+
+package: $(PACKAGE_STAMP)
+	$(PACKAGE_VENV)/bin/python deploy/package.py
 
 deploy-fc: $(STAMP)
 	$(BIN)/python deploy/deploy.py fc $(DEPLOY_ARGS)

@@ -192,9 +192,13 @@ def _commands(
         for index, (key, value) in enumerate(sorted(params.items()), start=1):
             ros += [f"--Parameters.{index}.ParameterKey", key, f"--Parameters.{index}.ParameterValue", value]
         return [*commands, ros]
-    copies = [["aws", "s3", "cp", str(path), f"s3://{bucket}/{key}", "--region", region] for path, key in uploads]
+    copies = [
+        ["aws", "s3", "cp", str(path), f"s3://{bucket}/{key}", "--region", region, "--only-show-errors"]
+        for path, key in uploads
+    ]
     deploy = ["aws", "cloudformation", "deploy", "--region", region, "--template-file", str(SAM_TEMPLATE)]
     deploy += ["--stack-name", args.stack or "", "--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+    deploy += ["--no-fail-on-empty-changeset"]  # an unchanged release (same keys) is a normal, empty change set
     deploy += ["--parameter-overrides", *[f"{key}={value}" for key, value in sorted(params.items())]]
     return [*copies, deploy]
 

@@ -7,14 +7,23 @@ folder), so a module missing from the layer fails the test. The bytecode the pac
 interpreter (tag, magic number, unchecked-hash header, hash of its source), and shown to be what the runtime loads:
 with every source replaced by a ``raise``, the handlers still import. A platform whose Python is not installed here
 is skipped, as the build then ships no bytecode.
+
+The layer holds only what the functions load: the modules of cvcsync the handlers import (never the command line or
+``cvcsync_dev``), no test suites, and botocore's models of the services the code names, each of which a client can
+be created of from the layer. Every artefact is named in ``manifest.json`` by its content, and the build runs in an
+environment with nothing but pip (what ``make package`` gives it) to the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
+import shutil
 import subprocess
+import venv
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,7 +42,7 @@ for name in sys.argv[3:]:
     spec.loader.exec_module(module)
     result["handlers"][name] = callable(module.handler)
     result["cached"].append(module.__cached__)
-for dependency in ["cvcsync", "boto3", "botocore", "fc2", "requests", "orjson", "cvcsync.http_api.app"]:
+for dependency in ["cvcsync", "boto3", "botocore", "requests", "orjson", "openpyxl", "cvcsync.http_api.app"]:
     module = importlib.import_module(dependency)
     result["modules"][dependency] = module.__file__
     if dependency != "orjson":  # a compiled extension: no bytecode
@@ -82,13 +91,25 @@ def pip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pip-cache")
 
 
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory: pytest.TempPathFactory, pip_cache: Path) -> Callable[[str], Path]:
+    """``dist/<platform>`` of a real build, made once per platform for the session."""
+    done: dict[str, Path] = {}
+
+    def build(platform: str) -> Path:
+        if platform not in done:
+            out = tmp_path_factory.mktemp(f"dist-{platform}")
+            python = package.target_interpreter(package.PLATFORMS[platform])
+            package.build(platform, out, python=python, cache_dir=pip_cache)
+            done[platform] = out / platform
+        return done[platform]
+
+    return build
+
+
 @pytest.fixture(scope="session", params=sorted(package.PLATFORMS))
-def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pip_cache: Path) -> Path:
-    platform: str = request.param
-    out = tmp_path_factory.mktemp(f"dist-{platform}")
-    python = package.target_interpreter(package.PLATFORMS[platform])
-    package.build(platform, out, python=python, cache_dir=pip_cache)
-    return out / platform
+def built(request: pytest.FixtureRequest, builds: Callable[[str], Path]) -> Path:
+    return builds(request.param)
 
 
 def unpack(built: Path, into: Path) -> tuple[Path, Path]:
@@ -157,11 +178,19 @@ def test_layer_layout_is_clean(built: Path) -> None:
     for expected in [
         "python/cvcsync/inputs/presets/columns.json",
         "python/cvcsync/http_api/openapi.json",
-        "python/fc2/client.py",
+        "python/openpyxl/reader/excel.py",
     ]:
         assert expected in names
     # Development-only code (the emulator, the demo, local invoke and serve) is another package, never shipped.
     assert not [n for n in names if n.startswith("python/cvcsync_dev/") or "/emulator/" in n or "demo" in n]
+    # Of cvcsync, exactly the modules the handlers import: not the command line, not the type-checker marker.
+    modules = package.shipped_modules(package.handler_files())
+    imported = {f"python/{source.relative_to(package.SHARED).as_posix()}" for source in modules.values()}
+    assert {n for n in names if n.startswith("python/cvcsync/") and n.endswith(".py")} == imported
+    for left_out in ["cli.py", "cli_output.py", "cli_problems.py", "__main__.py", "py.typed"]:
+        assert f"python/cvcsync/{left_out}" not in names
+    # No test suites of the dependencies (certifi ships its own), no console scripts.
+    assert not [n for n in names if "/tests/" in n or "/test/" in n]
     bytecode = {n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))}
     compiled = package.target_interpreter(package.PLATFORMS[platform]) is not None
     # With the target Python: one .pyc per .py, for that version only, where the runtime looks; else none at all.
@@ -179,6 +208,102 @@ def test_layer_layout_is_clean(built: Path) -> None:
     for name in FUNCTIONS:
         with zipfile.ZipFile(built / f"{name}.zip") as code:
             assert code.namelist() == ([f"__pycache__/index.{tag}.pyc"] if compiled else []) + ["index.py"]
+
+
+def models(names: list[str], folder: str) -> set[str]:
+    return {n.split("/")[3] for n in names if n.startswith(f"python/{folder}/") and n.count("/") > 3}
+
+
+def test_layer_keeps_the_models_of_the_services_the_code_names(built: Path) -> None:
+    with zipfile.ZipFile(built / "layer.zip") as layer:
+        names = layer.namelist()
+        records = {n: layer.read(n).decode() for n in names if n.endswith(".dist-info/RECORD")}
+    kept = models(names, "botocore/data")
+    # The clients cvcsync creates (fan-out, queues, object store, secrets), and nothing the code does not name.
+    assert {"lambda", "s3", "sqs", "secretsmanager", "ssm"} <= kept
+    assert kept <= package.named_strings(package.shipped_modules(package.handler_files()))
+    assert len(kept) < 20  # of about 450
+    assert models(names, "boto3/data") <= kept
+    for shared in ["endpoints.json", "partitions.json", "sdk-default-configuration.json", "_retry.json"]:
+        assert f"python/botocore/data/{shared}" in names
+    # Each RECORD lists what is in the layer: the removed files' lines are gone (a console script's line holds the
+    # hash of a #! path, which would make the layer depend on where it was built).
+    for record, text in records.items():
+        listed = [line.split(",")[0] for line in text.splitlines() if line]
+        assert listed and all(f"python/{path}" in names for path in listed), record
+
+
+CLIENTS = r"""
+import json, sys
+sys.path[:0] = [sys.argv[1] + "/python"]
+import boto3
+session = boto3.session.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="not-a-secret",
+                                region_name="eu-west-1")
+names = sys.argv[2:]
+clients = {name: session.client(name).meta.service_model.service_name for name in names}
+url = session.client("s3").generate_presigned_url("get_object", Params={"Bucket": "hr", "Key": "a.csv"})
+print(json.dumps({"clients": clients, "url": url.split("?")[0], "botocore": boto3.__file__}))
+"""
+
+
+def test_every_kept_model_makes_a_client_from_the_layer(built: Path, tmp_path: Path) -> None:
+    """Offline: a client is built from the layer's models alone, and S3 resolves an endpoint with its rule set."""
+    python = target_python(built.name)
+    opt, _ = unpack(built, tmp_path)
+    kept = sorted(models(zipfile.ZipFile(built / "layer.zip").namelist(), "botocore/data"))
+    result = run_isolated(python, CLIENTS, [str(opt), *kept], tmp_path)
+    assert result["clients"] == {name: name for name in kept}
+    url = str(result["url"])  # the endpoint came from S3's rule set, a file of its model folder
+    assert url.startswith("https://") and ".amazonaws.com/" in url and url.endswith("/a.csv"), url
+    assert str(result["botocore"]).startswith(str(opt / "python"))
+
+
+def test_manifest_names_every_artefact_by_its_content(built: Path) -> None:
+    platform = built.name
+    manifest = json.loads((built / package.MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["platform"] == platform and manifest["runtime"] == f"python{package.PLATFORMS[platform]}"
+    assert sorted(manifest["artefacts"]) == sorted(["layer", *FUNCTIONS])
+    assert sorted(p.name for p in built.glob("*.zip")) == sorted(a["file"] for a in manifest["artefacts"].values())
+    for name, artefact in manifest["artefacts"].items():
+        data = (built / artefact["file"]).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        assert (artefact["sha256"], artefact["size"]) == (digest, len(data)), name
+        assert artefact["key"] == f"cvc-sync/packages/{platform}/{name}-{digest[:16]}.zip", name
+        assert artefact["parameter"] == package.code_key_parameter(name)
+    assert manifest["artefacts"]["http_api"]["parameter"] == "HttpApiCodeKey"
+    assert manifest["artefacts"]["layer"]["parameter"] == "LayerCodeKey"
+
+
+def test_packaging_needs_nothing_but_pip(builds: Callable[[str], Path], tmp_path: Path, pip_cache: Path) -> None:
+    """A fresh venv with pip only (as `make package` makes): the build runs, to the very bytes of this one."""
+    environment = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(environment)
+    python = str(environment / "bin" / "python")
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True)
+    assert {p["name"].lower() for p in json.loads(listed.stdout)} <= {"pip", "setuptools", "tomli"}
+    command = [python, str(package.ROOT / "deploy" / "package.py"), "--platform", "lambda"]
+    command += ["--out", str(tmp_path / "dist"), "--cache-dir", str(pip_cache)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr
+    ours = builds("lambda")
+    theirs = tmp_path / "dist" / "lambda"
+    for artefact in json.loads((ours / package.MANIFEST).read_text(encoding="utf-8"))["artefacts"].values():
+        assert (theirs / artefact["file"]).read_bytes() == (ours / artefact["file"]).read_bytes(), artefact["file"]
+    assert (theirs / package.MANIFEST).read_bytes() == (ours / package.MANIFEST).read_bytes()
+
+
+def test_make_package_installs_no_development_tools() -> None:
+    """`make package` has an environment of its own: pip (and tomli on Python 3.10), never the `dev` extra."""
+    dry_run = subprocess.run(
+        ["make", "-n", "-B", "package"], cwd=package.ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = dry_run.stdout.splitlines()
+    installs = [line for line in lines if "pip install" in line]
+    assert len(installs) == 2 and not [line for line in installs if "[dev]" in line or " -e " in line]
+    assert installs[0].endswith("--upgrade pip")
+    assert installs[1].endswith("""'tomli; python_version < "3.11"'""")
+    assert lines[-1] == ".venv/package/bin/python deploy/package.py"
+    assert not [line for line in lines if line.startswith(".venv/bin/")]
 
 
 def test_bytecode_is_unchecked_hash_for_the_target_python(built: Path, tmp_path: Path) -> None:
@@ -211,6 +336,7 @@ def test_packages_are_reproducible(built: Path, tmp_path: Path, pip_cache: Path)
     again = package.build(built.name, tmp_path, python=python, cache_dir=pip_cache)
     for artefact in again:
         assert artefact.path.read_bytes() == (built / artefact.path.name).read_bytes(), artefact.path.name
+    assert (tmp_path / built.name / package.MANIFEST).read_bytes() == (built / package.MANIFEST).read_bytes()
 
 
 def layer_stand_in(
@@ -222,15 +348,72 @@ def layer_stand_in(
     )
 
 
-def test_make_package_prints_sizes(
+def test_make_package_prints_sizes_and_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(package, "build_layer", layer_stand_in)
-    assert package.main(["--out", str(tmp_path), "--platform", "lambda"]) == 0
+    assert package.main(["--out", str(tmp_path), "--platform", "lambda", "--key-prefix", "ops/cvc/"]) == 0
     printed = capsys.readouterr().out
-    for name in ["layer.zip", *(f"{n}.zip" for n in FUNCTIONS)]:
-        assert f"lambda/{name}" in printed
-    assert "bytes" in printed and "sha256" in printed
+    manifest = json.loads((tmp_path / "lambda" / "manifest.json").read_text(encoding="utf-8"))
+    for name in ["layer", *FUNCTIONS]:
+        artefact = manifest["artefacts"][name]
+        assert artefact["key"] == f"ops/cvc/lambda/{name}-{artefact['sha256'][:16]}.zip"
+        assert f"lambda/{name}.zip" in printed and f"key {artefact['key']}" in printed
+    assert "bytes" in printed and "sha256" in printed and "manifest.json" in printed
+
+
+@pytest.mark.parametrize("prefix", ["cvc", "/cvc/", "*/"])
+def test_a_key_prefix_is_a_folder(prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        package.main(["--key-prefix", prefix])
+    assert "a key prefix is empty or ends with '/'" in capsys.readouterr().err
+
+
+def test_a_changed_function_changes_its_key_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Content-addressed: rebuilding after one function changed gives that function a new key and keeps the others',
+    so a stack update replaces exactly that code; the stale zips of a removed function do not survive a build."""
+    functions = tmp_path / "functions"
+    shutil.copytree(package.FUNCTIONS_DIR, functions, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(package, "FUNCTIONS_DIR", functions)
+    monkeypatch.setattr(package, "build_layer", layer_stand_in)
+
+    def keys() -> dict[str, str]:
+        package.build("lambda", tmp_path / "dist", python=None)
+        manifest = json.loads((tmp_path / "dist" / "lambda" / "manifest.json").read_text(encoding="utf-8"))
+        return {name: artefact["key"] for name, artefact in manifest["artefacts"].items()}
+
+    before = keys()
+    assert keys() == before  # the same sources, the same keys: an update with them changes nothing
+    index = functions / "queue_changes" / "index.py"
+    index.write_text(index.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    after = keys()
+    assert {name for name in before if before[name] != after[name]} == {"queue_changes"}
+    shutil.rmtree(functions / "scheduled")
+    assert "scheduled" not in keys() and not (tmp_path / "dist" / "lambda" / "scheduled.zip").exists()
+
+
+def test_a_handler_reaching_development_code_is_refused(tmp_path: Path) -> None:
+    handler = tmp_path / "index.py"
+    handler.write_text("from cvcsync.errors import CvcSyncError\nfrom cvcsync_dev.demo import main\n")
+    with pytest.raises(SystemExit, match="development code never goes into a layer"):
+        package.shipped_modules([handler])
+
+
+def test_shipped_modules_follow_lazy_and_relative_imports(tmp_path: Path) -> None:
+    modules = package.shipped_modules(package.handler_files())
+    assert "cvcsync.platform.triggers.upload" in modules and "cvcsync" in modules
+    # Imported inside functions only (kept off the cold start), and still shipped.
+    assert {"cvcsync.platform.dispatch", "cvcsync.inputs.xlsx_rows", "cvcsync.http_api.handlers"} <= set(modules)
+    assert not [name for name in modules if name.startswith("cvcsync.cli") or name == "cvcsync.__main__"]
+    module = tmp_path / "shape.py"
+    module.write_text("from . import rows\nfrom ..errors import CvcSyncError\n\ndef f():\n    import openpyxl\n")
+    assert package._imported_names(module, "cvcsync.inputs.shape") == {
+        "cvcsync.inputs",
+        "cvcsync.inputs.rows",
+        "cvcsync.errors",
+        "cvcsync.errors.CvcSyncError",
+        "openpyxl",
+    }
 
 
 def test_without_the_target_python_the_build_warns_and_ships_no_bytecode(

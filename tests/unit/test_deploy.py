@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from deploy import deploy as deploy_script
 
+from support.deploy_dist import fake_dist
+
 FUNCTIONS = ["http_api", "object_upload", "queue_changes", "scheduled"]
 SECRET_VALUE = "s3cr3t-value-0123456789abcdef"
 WHICH = {"aliyun": "/usr/bin/aliyun", "aws": "/usr/bin/aws"}
@@ -18,10 +20,7 @@ ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "a", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "b
 
 
 def arguments(target: str, tmp_path: Path, params: list[str]) -> argparse.Namespace:
-    dist = tmp_path / ("fc" if target == "fc" else "lambda")
-    dist.mkdir(exist_ok=True)
-    for name in ["layer", *FUNCTIONS]:
-        (dist / f"{name}.zip").write_bytes(b"zip")
+    fake_dist(tmp_path, target)
     bucket = ["UploadBucket=hr"] if target == "fc" else ["UploadBucketName=hr"]
     argv = [target, "--stack", "cvc", "--artifact-bucket", "art", "--region", "cn-hangzhou", "--dist", str(tmp_path)]
     return deploy_script.argument_parser().parse_args([*argv, *[f"--param={p}" for p in [*bucket, *params]]])

@@ -926,3 +926,20 @@ def test_deploy_never_prints_secret_parameters() -> None:
         ["x", "CvcAccessKeySecret=s3cr3t", "s3cr3t"], {"s3cr3t", "CvcAccessKeySecret=s3cr3t"}
     )
     assert "s3cr3t" not in shown
+
+
+FC_DATA_TYPES = {"ALIYUN::MNS::Queue", "ALIYUN::SLS::Project", "ALIYUN::SLS::Logstore"}  # messages, letters, logs
+
+
+def test_ros_resources_that_hold_data_are_retained(ros: dict[str, Any]) -> None:
+    """Deleting or replacing the stack keeps the queues (change messages, dead letters) and the logs: ROS honours
+    ``DeletionPolicy: Retain`` (help.aliyun.com, "Remove a resource from a stack"). The upload bucket is not the
+    stack's: it is a parameter."""
+    holding = {n: r for n, r in ros["Resources"].items() if r["Type"] in FC_DATA_TYPES}
+    assert len(holding) >= 4
+    assert {n: r.get("DeletionPolicy") for n, r in holding.items()} == dict.fromkeys(holding, "Retain")
+    broken = copy.deepcopy(ros)
+    del broken["Resources"]["DeadLetterQueue"]["DeletionPolicy"]
+    assert [n for n, r in broken["Resources"].items() if r["Type"] in FC_DATA_TYPES and "DeletionPolicy" not in r] == [
+        "DeadLetterQueue"
+    ]

@@ -302,7 +302,7 @@ def planning(data: Results) -> list[str]:
 
 
 def readers(data: Results) -> list[str]:
-    return [
+    lines = [
         f"{number(data['rows'], 0)} rows, {data['columns']} columns, {data['sizeMb']} MB UTF-8; CPU time, best of "
         f"{data['repeats']}.",
         "",
@@ -311,6 +311,32 @@ def readers(data: Results) -> list[str]:
             [[run["label"], number(run["rowsPerSecond"]), f"{run['ofBareCsv']:.0%}"] for run in data["runs"]],
         ),
     ]
+    sheets = data.get("sheets")
+    if sheets:  # the same rows as .xlsx next to CSV (issue 12)
+        rows = []
+        for key, label in (("readRecords", "`read_records`"), ("buildPlan", "`build_plan`")):
+            measured = sheets[key]
+            csv_, xlsx, share = measured["csv"], measured["xlsx"], measured["xlsxOfCsv"]
+            rows.append(
+                [
+                    f"{label} rows/s",
+                    number(csv_["rowsPerSecond"]),
+                    number(xlsx["rowsPerSecond"]),
+                    f"{share['rowsPerSecond']:.1%}",
+                ]
+            )
+            rows.append(
+                [f"{label} peak RSS MB", number(csv_["peakMb"]), number(xlsx["peakMb"]), f"{share['peakMb']:.2f}×"]
+            )
+        lines += [
+            "",
+            f"The same {number(sheets['rows'], 0)} rows as CSV ({sheets['csvMb']} MB) and as .xlsx "
+            f"({sheets['xlsxMb']} MB, mobiles as number cells); each measure in a fresh process: CPU time best of "
+            f"{sheets['repeats']}, the highest peak RSS.",
+            "",
+            *table(["measure", "CSV", ".xlsx", ".xlsx / CSV"], rows),
+        ]
+    return lines
 
 
 def queue(data: Results) -> list[str]:

@@ -96,6 +96,22 @@ def results(tmp_path: Path) -> Path:
                 {"label": "csv.reader, bare", "rowsPerSecond": 1000000.0, "ofBareCsv": 1.0},
                 {"label": "read_records", "rowsPerSecond": 450000.0, "ofBareCsv": 0.45},
             ],
+            sheets={
+                "rows": 1000,
+                "csvMb": 0.1,
+                "xlsxMb": 0.05,
+                "repeats": 3,
+                "readRecords": {
+                    "csv": {"rowsPerSecond": 400000.0, "peakMb": 20.0},
+                    "xlsx": {"rowsPerSecond": 8000.0, "peakMb": 30.0},
+                    "xlsxOfCsv": {"rowsPerSecond": 0.02, "peakMb": 1.5},
+                },
+                "buildPlan": {
+                    "csv": {"rowsPerSecond": 40000.0, "peakMb": 40.0},
+                    "xlsx": {"rowsPerSecond": 6000.0, "peakMb": 50.0},
+                    "xlsxOfCsv": {"rowsPerSecond": 0.15, "peakMb": 1.25},
+                },
+            },
         ),
     )
     write(
@@ -204,6 +220,8 @@ def test_reupload_and_planning_targets(results: Path, tmp_path: Path) -> None:
 def test_readers_and_queue(results: Path, tmp_path: Path) -> None:
     text = report(results, tmp_path)
     assert row(text, "read_records")[1:] == ["450,000", "45%"]
+    assert row(text, "`build_plan` rows/s")[1:] == ["40,000", "6,000", "15.0%"]  # the same rows as .xlsx and CSV
+    assert row(text, "`read_records` peak RSS MB")[1:] == ["20.0", "30.0", "1.50×"]
     assert row(text, "batches of 10")[1:] == ["500", "250", "0.50×"]
     assert row(text, "batches of 100")[1:] == ["2,000", "not run", "—"]
 

@@ -71,6 +71,11 @@ def deletes(plan: SyncPlan) -> list[str]:
     return [op["userId"] for op in plan.operations() if op["op"] == "delete"]
 
 
+def absent(plan: SyncPlan) -> list[str]:
+    """Departed rows of users the state does not hold: a full snapshot's absence, nothing to send."""
+    return [op["userId"] for op in plan.operations() if op["op"] == "absent"]
+
+
 def problems(plan: SyncPlan) -> list[Problem]:
     return list(plan.problems())
 
@@ -131,7 +136,7 @@ def test_moka_export(state: ShadowState, tmp_path: Path) -> None:
         "MK001", "秦川", departName="产品部", userEmail="qinchuan@corp.example.com", userMobile="13800138201"
     )
     assert got["MK004"]["departName"] == "研发中心"  # "研发\n中心": one space, then none between Han characters
-    assert deletes(plan) == ["MK003"]  # 已离职
+    assert deletes(plan) == [] and absent(plan) == ["MK003"]  # 已离职: never synced, so nothing to delete
     assert problems(plan) == []
     assert "line 5: column '部门': a line break inside the cell was replaced by a space" in notices(plan)
     assert any(notice.startswith("column preset 'moka'") for notice in notices(plan))
@@ -150,7 +155,7 @@ def test_successfactors_export(state: ShadowState, tmp_path: Path) -> None:
         "100204": user("100204", "张思远", departName="Engineering", userEmail="siyuan.zhang@corp.example.com",
                        userMobile="13800138304"),
     }  # fmt: skip
-    assert deletes(plan) == ["100203"]  # inactive
+    assert deletes(plan) == [] and absent(plan) == ["100203"]  # inactive: never synced, so nothing to delete
     assert problems(plan) == []
     assert "column 'USERNAME' fills userId as preset 'successfactors' says, not userName" in notices(plan)
 
@@ -175,7 +180,7 @@ def test_workday_export(state: ShadowState, tmp_path: Path) -> None:
         userMobile="13800138401",
     )
     assert got["21002"]["departName"] == "Platform Services"  # On Leave is in service
-    assert deletes(plan) == ["21003"]  # Terminated
+    assert deletes(plan) == [] and absent(plan) == ["21003"]  # Terminated: never synced, so nothing to delete
     assert problems(plan) == []
 
 
@@ -259,7 +264,7 @@ def test_numbers_become_exact_digits_and_full_width_text_ascii(state: ShadowStat
         "30002": user("30002", "白露", departName="研发部", userMobile="13800138602"),  # 30002.0, 8613800138602
         "30004": user("30004", "Tom Lee", departName="Research Lab", userEmail="tom.lee@corp.example.com"),
     }
-    assert deletes(plan) == ["30005"]
+    assert deletes(plan) == [] and absent(plan) == ["30005"]  # departed, never synced: nothing to delete
     [refused] = problems(plan)
     assert refused.message == (
         "line 3: userId: is a number too large to be exact ('1.2345678901234568e+17'): send it as text"

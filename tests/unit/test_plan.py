@@ -101,6 +101,22 @@ def test_delta_delete_rows_are_planned_even_for_users_the_state_never_saw(state:
     assert old["a"]["userName"] == "张三" and old["x"] is None
 
 
+def test_a_full_snapshots_departed_row_deletes_a_synced_user_and_is_an_absence_for_one_never_synced(
+    state: ShadowState, tmp_path: Path
+) -> None:
+    """Issue 12: a departed row in a full snapshot is an absence. The synced leaver is deleted (a planned delete the
+    gates count); the one the state never held needs nothing, so a roster that keeps its leavers plans no write."""
+    remember(state, user("a"), user("left"))
+    departed = [{**user(uid), "状态": "离职"} for uid in ("left", "never")]
+    plan = plan_of(state, tmp_path, rows(user("a"), *departed))
+    assert ops(plan) == {"a": "unchanged", "left": "delete", "never": "absent"}
+    assert plan.op_counts()["delete"] == 1 and plan.pending_count() == 1
+    assert plan.outcome_counts()["unchanged"] == 2 and plan.valid_users() == 1
+    (tmp_path / "delta").mkdir()
+    delta = plan_of(state, tmp_path / "delta", rows(*departed), mode=DELTA)
+    assert ops(delta) == {"left": "delete", "never": "delete"}  # a delta's delete is an instruction
+
+
 def test_invalid_rows_are_rejected_with_line_field_and_reason(state: ShadowState, tmp_path: Path) -> None:
     plan = plan_of(
         state, tmp_path, rows(user("a"), {"userId": "b", "userName": ""}, "has 1 cells but the header has 2")

@@ -13,8 +13,10 @@ Rules (one test each):
 - an upsert whose content hash equals the state's is unchanged and costs no call;
 - in a full snapshot, users in the state with no row at all are deleted; a user whose row was rejected (invalid,
   or in conflict) is NOT deleted (a refused row is no evidence the person left);
-- a delete (delta mode, or a row whose status says the person left) is planned whatever the state says:
-  DeleteUser of an absent user is harmless, and CVC may hold users the state never saw.
+- a delete in a delta is planned whatever the state says: DeleteUser of an absent user is harmless, and CVC may
+  hold users the state never saw; in a full snapshot a departed row (its status says the person left) is an
+  absence: a synced user is deleted (through the gates), one the state does not hold needs nothing (``unchanged``),
+  so an unchanged roster that still lists its leavers changes nothing.
 """
 
 from __future__ import annotations
@@ -251,6 +253,14 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None, noti
         "WHERE kind = 'delete' AND op IS NULL"
     )
     if plan.mode == FULL:
+        # A full snapshot's departed row (its status says the person left) is an absence: a user the state holds is
+        # deleted (through the gates, as an implied deletion would be), one it does not hold needs nothing. Deleting
+        # those on every upload would send a DeleteUser for each leaver still listed, every time, and count them all
+        # against the deletion gate, refusing an unchanged roster.
+        db.execute(
+            "UPDATE rows SET op = 'absent', outcome = 'unchanged' WHERE kind = 'delete' AND op = 'delete' "
+            "AND old IS NULL"
+        )
         db.execute(
             """
             INSERT INTO rows (line, user_id, kind, op, old)

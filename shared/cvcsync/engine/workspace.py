@@ -52,12 +52,14 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 # Planned operations: what apply will send, in the order it sends them (deletes first free licensed capacity).
 CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE = "create", "update", "unchanged", "delete", "reject", "duplicate"
+ABSENT = "absent"  # a full snapshot's departed row of a user the state does not hold: nothing to do
 STALE = "stale"  # the state knows a newer change of this user (event time, ``clock``): writing would undo it
 WRITE_OPS = (DELETE, CREATE, UPDATE)
 _SETTLED = {
     UNCHANGED: Outcome.UNCHANGED.value,
     REJECT: Outcome.REJECTED.value,
     DUPLICATE: Outcome.DUPLICATE.value,
+    ABSENT: Outcome.UNCHANGED.value,
     STALE: Outcome.STALE.value,
 }
 
@@ -92,6 +94,7 @@ class SyncPlan:
         for op in saved.get("operations", []):
             kind = {
                 DELETE: "delete" if op.get("line") is not None else "implied",
+                ABSENT: "delete",
                 REJECT: "reject",
                 DUPLICATE: "upsert",
             }.get(op["op"], "upsert")
@@ -159,7 +162,7 @@ class SyncPlan:
     # -- counts ---------------------------------------------------------------------------------------------
 
     def op_counts(self) -> dict[str, int]:
-        counts = {op: 0 for op in (CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE)}
+        counts = {op: 0 for op in (CREATE, UPDATE, UNCHANGED, DELETE, REJECT, DUPLICATE, ABSENT)}
         for op, n in self.db.execute("SELECT op, COUNT(*) FROM rows GROUP BY op"):
             counts[op] = n
         return counts

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from support.exports import export_path
+
 GROUP = ["88", "示例科技"]
 
 
@@ -305,3 +307,15 @@ def test_usage_mistakes_exit_2_in_one_line(emulator: Any, state: Path, tmp_path:
         result = run_cli(emulator, *args)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith("cvcsync: error: ") and "Traceback" not in result.stderr
+
+
+def test_a_file_that_is_no_export_exits_3_with_its_report_and_the_advice(emulator: Any, state: Path) -> None:
+    """Issue 12: an .xls workbook (and a PDF, a zip, binary data) is refused as a whole with the advice, exit 3 as
+    the README documents for a file that cannot be read; the run still leaves its report and problems file."""
+    code, report, _ = sync(emulator, state, str(export_path("sheet-old-excel.xls")))
+    assert code == 3 and report["status"] == "rejected" and report["received"] == 0
+    [problem] = report["problems"]
+    assert problem["code"] == "OldExcelWorkbook" and "save" in problem["message"] and ".xlsx" in problem["message"]
+    written = sorted(p.name for p in state.rglob(f"{report['runId']}*") if p.is_file())
+    assert written == [f"{report['runId']}.json", f"{report['runId']}.problems.csv"]
+    assert emulator.users() == []

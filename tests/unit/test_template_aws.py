@@ -576,3 +576,55 @@ def test_roles_grant_what_the_code_needs(cloudformation: dict[str, Any]) -> None
     # the upload and HTTP functions may invoke a function (themselves, above).
     assert not granted("queue_changes", "sqs:SendMessage", "AsyncFailureQueue")
     assert [n for n in FUNCTIONS if granted(n, "lambda:InvokeFunction", "function:")] == ["http_api", "object_upload"]
+
+
+SECRET_LIKE = re.compile(r"SECRET|TOKEN|PASSWORD|_KEYS$")
+NOT_A_SECRET = re.compile(r"_ENDPOINT$|_TTL_SECONDS$")
+REFERENCE_PREFIXES = ("secretsmanager:", "ssm:")
+
+
+def plain_secrets(sam: dict[str, Any]) -> list[str]:
+    """Environment variables that would hold a secret VALUE (anything but an empty string or a secret reference), and
+    parameters that take one (``NoEcho``): a secret is read from a store by reference, never configured in plain."""
+    problems = [f"parameter {n} is NoEcho" for n, p in sam["Parameters"].items() if p.get("NoEcho")]
+    environments = {"Globals": sam["Globals"]["Function"].get("Environment", {}).get("Variables", {})}
+    environments.update(
+        (name, props.get("Environment", {}).get("Variables", {})) for name, props in sam_functions(sam).items()
+    )
+
+    def reference(value: Any) -> bool:
+        if value == "":
+            return True
+        if isinstance(value, dict) and "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            return str(text).startswith(REFERENCE_PREFIXES)
+        if isinstance(value, dict) and "Fn::If" in value:
+            return all(reference(branch) for branch in value["Fn::If"][1:])
+        return False
+
+    for where, variables in environments.items():
+        for name, value in variables.items():
+            if SECRET_LIKE.search(name) and not NOT_A_SECRET.search(name) and not reference(value):
+                problems.append(f"{where}: {name} holds a value, not a secret reference")
+    return problems
+
+
+def test_no_secret_is_a_parameter_or_a_plain_environment_variable(sam: dict[str, Any]) -> None:
+    assert plain_secrets(sam) == []
+    assert sam["Globals"]["Function"]["Environment"]["Variables"]["CVCSYNC_SECRET_CVC_ACCESS_KEY"] == {
+        "Fn::Sub": "secretsmanager:${CvcAccessKeySecretArn}"
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "parameter"),
+    [("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "CvcAccessKey"), ("CVCSYNC_HTTP_TOKENS", "HttpTokens")],
+)
+def test_a_plain_secret_put_back_is_caught(sam: dict[str, Any], variable: str, parameter: str) -> None:
+    broken = copy.deepcopy(sam)
+    broken["Parameters"][parameter] = {"Type": "String", "NoEcho": True}
+    broken["Globals"]["Function"]["Environment"]["Variables"][variable] = {"Ref": parameter}
+    assert plain_secrets(broken) == [
+        f"parameter {parameter} is NoEcho",
+        f"Globals: {variable} holds a value, not a secret reference",
+    ]

@@ -65,7 +65,9 @@ ENV_UPSERTS_WHEN_REFUSED = "CVCSYNC_UPSERTS_WHEN_REFUSED"
 ENV_GUARD_OVERRIDE = "CVCSYNC_GUARD_OVERRIDE"
 
 # Applying.
-ENV_CONCURRENCY = "CVCSYNC_CONCURRENCY"
+ENV_CONCURRENCY = "CVCSYNC_CONCURRENCY"  # CVC calls in flight at the start of a run; the limit adapts from there
+ENV_MAX_CONCURRENCY = "CVCSYNC_MAX_CONCURRENCY"  # the most the adaptive limit may reach (engine/concurrency.py)
+DEFAULT_MAX_CONCURRENCY = 32
 ENV_DEADLINE_MARGIN = "CVCSYNC_DEADLINE_MARGIN"
 ENV_CIRCUIT_PAUSE = "CVCSYNC_CIRCUIT_PAUSE_SECONDS"
 ENV_FANOUT = "CVCSYNC_FANOUT"
@@ -92,6 +94,11 @@ ENV_HTTP_SYNC_BUCKET = "CVCSYNC_HTTP_SYNC_BUCKET"
 ENV_HTTP_CIRCUIT_COOLDOWN = "CVCSYNC_HTTP_CIRCUIT_COOLDOWN"
 ENV_HTTP_ENDPOINT = "CVCSYNC_HTTP_ENDPOINT"  # where ``cvcsync call`` sends its requests
 
+# SCIM 2.0 at /scim/v2 of the HTTP function (``cvcsync.http_api.scim``). Documented in docs/scim.md.
+ENV_SCIM_TOKENS = "CVCSYNC_SCIM_TOKENS"  # bearer tokens, comma-separated, for local use (deployed: the secret)
+ENV_SCIM_USER_ID = "CVCSYNC_SCIM_USER_ID"  # userName | externalId: which SCIM attribute is CVC's userId
+ENV_SCIM_MAX_DELETES_PER_HOUR = "CVCSYNC_SCIM_MAX_DELETES_PER_HOUR"  # removals from CVC within an hour
+
 # The scheduled function (``cvcsync.schedule``): redrive of dead letters, reconcile with CVC, heartbeat alerts.
 # Documented in docs/schedule.md.
 ENV_REDRIVE_MAX_ATTEMPTS = "CVCSYNC_REDRIVE_MAX_ATTEMPTS"  # redrive tries of one letter before it is parked
@@ -108,6 +115,7 @@ ENV_ALERT_QUEUE_URL = "CVCSYNC_ALERT_QUEUE_URL"  # SQS queue that also receives 
 ENV_SECRET_CVC_ACCESS_KEY = "CVCSYNC_SECRET_CVC_ACCESS_KEY"  # noqa: S105 - a variable name  # nosec B105
 ENV_SECRET_HTTP_KEYS = "CVCSYNC_SECRET_HTTP_KEYS"  # noqa: S105 - a variable name  # nosec B105
 ENV_SECRET_HTTP_TOKENS = "CVCSYNC_SECRET_HTTP_TOKENS"  # noqa: S105 - a variable name  # nosec B105
+ENV_SECRET_SCIM_TOKENS = "CVCSYNC_SECRET_SCIM_TOKENS"  # noqa: S105 - a variable name  # nosec B105
 ENV_SECRET_TTL = "CVCSYNC_SECRET_TTL_SECONDS"  # noqa: S105 - a variable name  # nosec B105
 ENV_KMS_ENDPOINT = "CVCSYNC_KMS_ENDPOINT"  # e.g. https://kms-vpc.<region>.aliyuncs.com inside a VPC
 ENV_SECRETSMANAGER_ENDPOINT = "CVCSYNC_SECRETSMANAGER_ENDPOINT"  # local testing against moto

@@ -47,6 +47,7 @@ NOT_ON_AWS = {
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "a plain secret value: the template sets CVCSYNC_SECRET_CVC_ACCESS_KEY",
     "CVCSYNC_HTTP_KEYS": "a plain secret value: the template sets the reference CVCSYNC_SECRET_HTTP_KEYS instead",
     "CVCSYNC_HTTP_TOKENS": "a plain secret value: the template sets the reference CVCSYNC_SECRET_HTTP_TOKENS instead",
+    "CVCSYNC_SCIM_TOKENS": "a plain secret value: the template sets the reference CVCSYNC_SECRET_SCIM_TOKENS instead",
     "CVCSYNC_SECRETSMANAGER_ENDPOINT": "an endpoint override for local testing against moto",
     "CVCSYNC_SSM_ENDPOINT": "an endpoint override for local testing against moto",
 }

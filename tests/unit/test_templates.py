@@ -51,6 +51,7 @@ NOT_ON_FC = {
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "FC sets it to the role's own STS key; a RAM user's key is a kms: reference",
     "CVCSYNC_HTTP_KEYS": "a plain secret value: the template sets the reference CVCSYNC_SECRET_HTTP_KEYS instead",
     "CVCSYNC_HTTP_TOKENS": "a plain secret value: the template sets the reference CVCSYNC_SECRET_HTTP_TOKENS instead",
+    "CVCSYNC_SCIM_TOKENS": "a plain secret value: the template sets the reference CVCSYNC_SECRET_SCIM_TOKENS instead",
     "CVCSYNC_SECRETSMANAGER_ENDPOINT": "AWS Secrets Manager, local testing against moto",
     "CVCSYNC_SSM_ENDPOINT": "AWS SSM Parameter Store, local testing against moto",
     "FC_REGION": "set by Function Compute itself",
@@ -771,6 +772,7 @@ def test_ros_environment_declares_every_readme_variable(ros: dict[str, Any]) -> 
         ("CvcAccessKeySecretName", "CVCSYNC_SECRET_CVC_ACCESS_KEY", FUNCTIONS),
         ("HttpKeysSecretName", "CVCSYNC_SECRET_HTTP_KEYS", ["http_api"]),
         ("HttpTokensSecretName", "CVCSYNC_SECRET_HTTP_TOKENS", ["http_api"]),
+        ("ScimTokensSecretName", "CVCSYNC_SECRET_SCIM_TOKENS", ["http_api"]),
     ],
 )
 def test_ros_a_secret_name_becomes_a_reference_and_a_grant_on_that_secret_only(

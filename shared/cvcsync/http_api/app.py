@@ -4,6 +4,7 @@ A request goes through the same steps whatever carried it: route (404, 405 with 
 limit: 413), authentication (401), content type (415), the operation (``handlers.py``), and one JSON answer.
 Every failure is an ``ApiError`` rendered as ``{"error": {"code", "message", "field"?, "requestId"}}``; anything
 unexpected is logged with its traceback and answered 500 with a generic message and the request id, never a trace.
+Paths under ``/scim/v2`` are SCIM's (``http_api.scim``, docs/scim.md): handed over whole, imported on first use.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 ENVIRON_CONTEXT = "cvcsync.context"
 FC_CONTEXT = "fc.context"
 JSON = "application/json"
+SCIM_PREFIX = "/scim/v2"  # every path under it is SCIM's (cvcsync.http_api.scim), in SCIM's own shapes
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
 _STATUS_TEXT = {
     200: "OK",
@@ -197,8 +199,13 @@ class HttpApi:
         self._monotonic = monotonic
         self.state = State(Authenticator(clock=clock), ContainerCircuit(clock=monotonic))
         self.routes = tuple(ROUTES if routes is None else routes)
+        self._scim: Any = None  # cvcsync.http_api.scim.app.ScimApp, made by the first request under SCIM_PREFIX
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO") or "")
+        if path == SCIM_PREFIX or path.startswith(SCIM_PREFIX + "/"):
+            answer: Iterable[bytes] = self._scim_app()(environ, start_response)
+            return answer
         started = self._monotonic()
         invocation = from_context(environ.get(ENVIRON_CONTEXT) or environ.get(FC_CONTEXT), started=started)
         token = request_id_var.set(invocation.request_id)
@@ -231,6 +238,14 @@ class HttpApi:
             return [payload]
         finally:
             request_id_var.reset(token)
+
+    def _scim_app(self) -> Any:
+        """SCIM 2.0 for identity providers (docs/scim.md), imported on its first request: other routes never pay."""
+        if self._scim is None:
+            from cvcsync.http_api.scim.app import ScimApp
+
+            self._scim = ScimApp(self.env, self.state, monotonic=self._monotonic)
+        return self._scim
 
     def _prepare(self, environ: Mapping[str, Any], invocation: Invocation) -> tuple[Route, Request]:
         method = str(environ.get("REQUEST_METHOD") or "GET").upper()

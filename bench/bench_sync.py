@@ -79,6 +79,28 @@ def export(n: int, prefix: str = "u", first: int = 0) -> bytes:
     return out.getvalue().encode()
 
 
+def upload_event(size: int) -> bytes:
+    """The OSS PutObject event of the export at ``BUCKET``/``KEY``, as FC hands it to the upload function."""
+    return orjson.dumps(
+        {
+            "events": [
+                {
+                    "eventName": "ObjectCreated:PutObject",
+                    "eventSource": "acs:oss",
+                    "region": "cn-hangzhou",
+                    "oss": {"bucket": {"name": BUCKET}, "object": {"key": KEY, "size": size, "eTag": "x"}},
+                }
+            ]
+        }
+    )
+
+
+def bench_context() -> Any:
+    """An FC context with an hour to spend and moto's dummy credentials."""
+    creds = {"access_key_id": "testing", "access_key_secret": "testing", "security_token": "testing"}
+    return local_fc_context("bench", timeout=3600, credentials=creds)
+
+
 def ours(users: int, latency_ms: int) -> tuple[float, dict[str, Any], dict[str, Any]]:
     """(users/s of the first sync, its report, the unchanged re-upload's report)."""
     emulator = start_emulator(
@@ -100,24 +122,12 @@ def ours(users: int, latency_ms: int) -> tuple[float, dict[str, Any], dict[str, 
             "CVCSYNC_S3_ADDRESSING_STYLE": "path",
             "CVCSYNC_LOG_LEVEL": "WARNING",
         }
-        event = orjson.dumps(
-            {
-                "events": [
-                    {
-                        "eventName": "ObjectCreated:PutObject",
-                        "eventSource": "acs:oss",
-                        "region": "cn-hangzhou",
-                        "oss": {"bucket": {"name": BUCKET}, "object": {"key": KEY, "size": len(body), "eTag": "x"}},
-                    }
-                ]
-            }
-        )
-        creds = {"access_key_id": "testing", "access_key_secret": "testing", "security_token": "testing"}
+        event = upload_event(len(body))
         reports = []
         elapsed = 0.0
         for attempt in range(2):
             started = time.perf_counter()
-            answer = orjson.loads(handle(event, local_fc_context("bench", timeout=3600, credentials=creds), env=env))
+            answer = orjson.loads(handle(event, bench_context(), env=env))
             if attempt == 0:
                 elapsed = time.perf_counter() - started
             run = answer["runs"][0]

@@ -203,6 +203,20 @@ def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+def _max_concurrency(env: Mapping[str, str]) -> int:
+    """``CVCSYNC_MAX_CONCURRENCY``. Unset: ``DEFAULT_MAX_CONCURRENCY`` (the limit adapts from
+    ``CVCSYNC_CONCURRENCY``), except when ``CVCSYNC_CONCURRENCY`` alone is set: a concurrency pinned before the
+    limit adapted stays pinned."""
+    concurrency = _int(env, ENV_CONCURRENCY, 4)
+    pinned = bool(env.get(ENV_CONCURRENCY, "").strip())
+    maximum = _int(env, ENV_MAX_CONCURRENCY, concurrency if pinned else max(concurrency, DEFAULT_MAX_CONCURRENCY))
+    if maximum < concurrency:
+        raise ConfigurationError(
+            f"{ENV_MAX_CONCURRENCY} ({maximum}) must be at least {ENV_CONCURRENCY} ({concurrency}), where it starts"
+        )
+    return maximum
+
+
 DEFAULT_OUTPUT_PREFIX = "cvc-sync/"
 FANOUT_MODES = ("off", "inline", "fc", "lambda", "sqs")
 
@@ -230,6 +244,7 @@ class SyncSettings:
     upserts_when_refused: bool = False
     guard_override: bool = False
     concurrency: int = 4
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY  # the adaptive limit's bound (engine/concurrency.py)
     deadline_margin: float = 10.0
     circuit_pause: float = 30.0  # an upload's first pause when CVC fails as a whole; doubles per pause
     fanout: str = "off"
@@ -261,6 +276,7 @@ class SyncSettings:
             upserts_when_refused=_bool(env, ENV_UPSERTS_WHEN_REFUSED),
             guard_override=_bool(env, ENV_GUARD_OVERRIDE),
             concurrency=_int(env, ENV_CONCURRENCY, 4),
+            max_concurrency=_max_concurrency(env),
             deadline_margin=_float(env, ENV_DEADLINE_MARGIN, 10.0),
             circuit_pause=_float(env, ENV_CIRCUIT_PAUSE, 30.0),
             fanout=fanout,

@@ -238,3 +238,35 @@ def test_concurrency_applies_everything_once(emulator: Any, state: ShadowState, 
     ).run(plan)
     assert result.applied == 500 and sum(seen) == 500
     assert sorted(emulator.stats()["createBatchSizes"]) == [25] * 20
+
+
+def test_adaptive_concurrency_settles_at_the_services_limit_and_retries_what_it_throttled(
+    emulator: Any, state: ShadowState, tmp_path: Path
+) -> None:
+    # The emulator serves 3 calls at once and throttles the 4th (Throttling.User); 30 ms per call, so that the
+    # calls in flight overlap there as they do here. The run starts at 1 and may go up to 16.
+    emulator.set_faults(latency_ms=30, seed=1)
+    emulator.set_limits(max_concurrency=3)
+    plan = plan_for(state, tmp_path, [user(i) for i in range(1200)])
+    client = client_for(emulator, batch_size=10)
+    result = Applier(client, ApplySettings(batch_size=10, concurrency=1, max_concurrency=16)).run(plan)
+    assert (result.status, result.applied, result.dead_lettered, result.pending) == (DONE, 1200, 0, 0)
+    assert len(emulator.users()) == 1200 and plan.outcome_counts()["created"] == 1200
+    limits, moved = emulator.limits(), result.concurrency
+    assert moved is not None
+    # It went past the limit, was throttled, and retried every throttled call: one call more per refusal.
+    assert limits["refused"] > 0 and moved.throttled == limits["refused"] and moved.backoffs > 0
+    assert client.calls["CreateUser"] == 120 + limits["refused"] == moved.attempts
+    assert limits["peakInFlight"] == 3 and moved.high > 3 and moved.low == 1
+    # And it settled there: about 3 in flight over the second half of the run, throttled rarely.
+    assert 2.5 <= moved.settled <= 4.0
+    assert moved.throttled_share <= 0.1
+
+
+def test_a_fixed_concurrency_when_the_maximum_is_the_start(emulator: Any, state: ShadowState, tmp_path: Path) -> None:
+    emulator.set_faults(latency_ms=20, seed=1)
+    plan = plan_for(state, tmp_path, [user(i) for i in range(200)])
+    result = Applier(client_for(emulator), ApplySettings(batch_size=10, concurrency=2, max_concurrency=2)).run(plan)
+    assert result.applied == 200 and result.concurrency is not None
+    assert (result.concurrency.low, result.concurrency.high) == (2, 2)
+    assert emulator.limits()["peakInFlight"] == 2

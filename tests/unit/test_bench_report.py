@@ -236,7 +236,7 @@ def test_chaos_and_security_render_generically(results: Path, tmp_path: Path) ->
 
 def test_missing_inputs_say_not_run(tmp_path: Path) -> None:
     text = report(tmp_path / "nothing-here", tmp_path)
-    assert text.count("Not run (no `bench/results/") == 8
+    assert text.count("Not run (no `bench/results/") == 11
     assert "Not run (no `bench/results/chaos.json`)." in text
     assert "**Security checks:** not run." in text
 

@@ -7,6 +7,9 @@ syncing thousands of users can dead-letter one failed batch and carry on with th
 
 Time comes from the caller as a ``TimeBudget``: every attempt's timeouts are clipped to what is left of it and no
 retry wait passes it. A bare ``deadline=`` (a ``time.monotonic()`` instant) is the budget that ends there.
+
+A caller running many calls at once passes a ``pacer`` (``retry.Pacer``): it sees every attempt's outcome, the
+throttled retries too, and may hold an attempt back while the service asked everyone to wait.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from cvcsync import __version__
 from cvcsync.adapters import signature
 from cvcsync.adapters.credentials import Credentials, default_credentials
 from cvcsync.adapters.ratelimit import RateLimiter
-from cvcsync.adapters.retry import RetryContext, RetryPolicy, is_retryable_code, parse_retry_after
+from cvcsync.adapters.retry import Pacer, RetryContext, RetryPolicy, is_retryable_code, parse_retry_after
 from cvcsync.budget import TimeBudget
-from cvcsync.config import API_VERSION, CvcSettings
+from cvcsync.config import API_VERSION, DEFAULT_MAX_CONCURRENCY, CvcSettings
 from cvcsync.errors import (
     CvcBusinessError,
     CvcError,
@@ -126,7 +129,7 @@ class CvcClient:
         nonce: Callable[[], str] = _new_nonce,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
-        pool_size: int = 16,
+        pool_size: int = DEFAULT_MAX_CONCURRENCY,  # connections kept: one per call a run may have in flight
         rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings or CvcSettings()
@@ -214,7 +217,12 @@ class CvcClient:
         return ctx.budget.clip(self.settings.connect_timeout), ctx.budget.clip(self.settings.read_timeout)
 
     def _attempt(
-        self, action: str, query: Mapping[str, str], body_encoded: Mapping[str, str], ctx: RetryContext
+        self,
+        action: str,
+        query: Mapping[str, str],
+        body_encoded: Mapping[str, str],
+        ctx: RetryContext,
+        pacer: Pacer | None,
     ) -> CallResult:
         if self._limiter is not None and not self._limiter.acquire(ctx.budget.ends_at):
             raise DeadlineExceeded(
@@ -223,9 +231,39 @@ class CvcClient:
                 code="DeadlineExceeded",
                 retryable=True,
             )
+        if pacer is not None and not pacer.before_attempt(ctx.budget):
+            raise DeadlineExceeded(
+                "CVC asked for a pause (x-acs-retry-after) that outlasts the deadline",
+                action=action,
+                code="DeadlineExceeded",
+                retryable=True,
+            )
         timeout = self._timeout(ctx, action)
         with self._calls_lock:
             self.calls[action] += 1
+        if pacer is None:
+            return self._exchange(action, query, body_encoded, ctx, timeout)
+        started = self._monotonic()
+        try:
+            result = self._exchange(action, query, body_encoded, ctx, timeout)
+        except CvcError as error:
+            pacer.after_attempt(self._monotonic() - started, error)
+            raise
+        except BaseException:
+            pacer.after_attempt(None, None)  # its place must free whatever ended the attempt
+            raise
+        pacer.after_attempt(result.latency, None)
+        return result
+
+    def _exchange(
+        self,
+        action: str,
+        query: Mapping[str, str],
+        body_encoded: Mapping[str, str],
+        ctx: RetryContext,
+        timeout: tuple[float, float],
+    ) -> CallResult:
+        """Sign, send and classify one attempt."""
         started = self._monotonic()
         url = f"{self._url}?{self._signed_query(action, query, body_encoded)}"
         payload = signature.encode_form(body_encoded).encode("ascii") if body_encoded else b""
@@ -311,6 +349,7 @@ class CvcClient:
         body: Mapping[str, str] | None = None,
         budget: TimeBudget,
         batch_size: int | None = None,
+        pacer: Pacer | None = None,
     ) -> CallResult:
         """Send one action with retries; raise the last ``CvcError`` when attempts or time run out."""
         ctx = RetryContext(self.retry_policy, budget)
@@ -319,7 +358,7 @@ class CvcClient:
         while True:
             ctx.attempts += 1
             try:
-                result = self._attempt(action, query or {}, body_encoded, ctx)
+                result = self._attempt(action, query or {}, body_encoded, ctx, pacer)
             except CvcError as error:
                 delay = ctx.next_delay(error)
                 if delay is None:
@@ -376,20 +415,32 @@ class CvcClient:
         return self._call("CreateUser", body=body, budget=self._budget(deadline, budget), batch_size=len(users))
 
     def create_batch_json(
-        self, users_json: Sequence[str], *, deadline: float | None = None, budget: TimeBudget | None = None
+        self,
+        users_json: Sequence[str],
+        *,
+        deadline: float | None = None,
+        budget: TimeBudget | None = None,
+        pacer: Pacer | None = None,
     ) -> CallResult:
         """CreateUser from users already serialised as JSON objects (the engine's plan stores them so)."""
         body = {"UserInfo": "[" + ",".join(users_json) + "]", "Count": str(len(users_json))}
-        return self._call("CreateUser", body=body, budget=self._budget(deadline, budget), batch_size=len(users_json))
+        spend = self._budget(deadline, budget)
+        return self._call("CreateUser", body=body, budget=spend, batch_size=len(users_json), pacer=pacer)
 
     def delete_batch(
-        self, user_ids: Sequence[str], *, deadline: float | None = None, budget: TimeBudget | None = None
+        self,
+        user_ids: Sequence[str],
+        *,
+        deadline: float | None = None,
+        budget: TimeBudget | None = None,
+        pacer: Pacer | None = None,
     ) -> CallResult:
         body = {
             "UserInfo": orjson.dumps([{"userId": uid} for uid in user_ids]).decode(),
             "Count": str(len(user_ids)),
         }
-        return self._call("DeleteUser", body=body, budget=self._budget(deadline, budget), batch_size=len(user_ids))
+        spend = self._budget(deadline, budget)
+        return self._call("DeleteUser", body=body, budget=spend, batch_size=len(user_ids), pacer=pacer)
 
     def iter_create(
         self,

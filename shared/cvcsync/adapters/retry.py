@@ -3,12 +3,16 @@
 Retries live in the client (never in the HTTP adapter, which would replay a used nonce). Backoff is exponential
 with full jitter; the randomness is injected, and time comes from the caller's ``TimeBudget`` (its clock too), so
 tests can pin both.
+
+A caller that runs many calls at once may also pace every attempt through a ``Pacer`` (``engine.concurrency``):
+one thread's throttled attempt then slows them all, not only the thread that saw it.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cvcsync.budget import TimeBudget
 from cvcsync.errors import CvcError
@@ -25,12 +29,24 @@ THROTTLING_CODES = frozenset(
     }
 )
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+THROTTLING_STATUSES = frozenset({429, 503})
 MAX_RETRY_AFTER = 20.0
 
 
 def is_retryable_code(code: str, http_status: int | None) -> bool:
     """Throttling and server-side failures may pass; anything about the request itself never will."""
-    return code in THROTTLING_CODES or code.startswith("Throttling") or (http_status in TRANSIENT_STATUSES)
+    return code in THROTTLING_CODES or is_throttling(code, http_status) or (http_status in TRANSIENT_STATUSES)
+
+
+def is_throttling(code: str, http_status: int | None) -> bool:
+    """The service asks for fewer calls: flow control by name (``Throttling*``), ``ServiceUnavailable``, or HTTP
+    429 / 503 whatever the code. Other 5xx are failures of the service, not requests to slow down."""
+    return code.startswith(("Throttling", "ServiceUnavailable")) or http_status in THROTTLING_STATUSES
+
+
+def is_server_error(code: str, http_status: int | None) -> bool:
+    """The service failed (5xx, ``InternalError``), beyond asking for fewer calls."""
+    return code == "InternalError" or (http_status is not None and http_status >= 500)
 
 
 def parse_retry_after(header: str | None) -> float | None:
@@ -82,6 +98,21 @@ class RetryContext:
             return None
         delay = self.policy.delay_after(error, self.attempts)
         return delay if self.budget.allows(delay) else None
+
+
+class Pacer(Protocol):
+    """Paces the attempts of many concurrent calls (``engine.concurrency.ConcurrencyController``)."""
+
+    def before_attempt(self, budget: TimeBudget) -> bool:
+        """Wait for this attempt's turn (a pause the service asked everyone to take, ``x-acs-retry-after``; a place
+        among the attempts under way); False when the turn would not come within ``budget`` (the caller stops for
+        lack of time, and does not call ``after_attempt``)."""
+        ...
+
+    def after_attempt(self, latency: float | None, error: CvcError | None) -> None:
+        """The attempt ended: answered after ``latency`` seconds, or with ``error``, or (both None) with neither,
+        by an unexpected exception. Called once for every ``before_attempt`` that returned True."""
+        ...
 
 
 def cut_short(error: CvcError, policy: RetryPolicy) -> bool:

@@ -11,6 +11,11 @@ never waits for a retry past it. A call cut short by the budget leaves its batch
 started: the run is checkpointed and the continuation sends them. A cut call may still have taken effect (its
 users are in the run's in-flight list) and is sent again, so no batch is started that the budget cannot hold,
 judged by the slowest call answered so far. An open circuit stops the run the same way.
+
+How many batches are in flight is the ``ConcurrencyController``'s limit (``engine.concurrency``): it starts at
+``concurrency`` and moves with what CVC answers, up to ``max_concurrency``; the pool has a thread for each call the
+limit may reach, and no batch is started while the limit is full. The run's ``ApplyResult.concurrency`` says how
+the limit moved (and one INFO line, ``concurrency over the run``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from cvcsync.adapters.cvc import CvcClient
 from cvcsync.adapters.retry import cut_short
 from cvcsync.budget import TimeBudget
 from cvcsync.engine.circuit import CircuitBreaker, is_systemic
+from cvcsync.engine.concurrency import ConcurrencyController, ConcurrencyReport
 from cvcsync.engine.outcomes import Outcome
 from cvcsync.engine.workspace import CREATE, DELETE, UPDATE, SyncPlan
 from cvcsync.errors import CvcBusinessError, CvcError
@@ -44,10 +50,13 @@ Result = tuple[int, str, str | None]  # seq, outcome, error JSON
 
 @dataclass(frozen=True)
 class ApplySettings:
-    """How to apply. ``budget`` bounds every call, retry wait and bisection step."""
+    """How to apply. ``concurrency`` calls in flight to start with, adapting up to ``max_concurrency`` (None, or
+    equal: a fixed concurrency, as before the limit adapted); ``budget`` bounds every call, retry wait and
+    bisection step."""
 
     batch_size: int = 100
     concurrency: int = 4
+    max_concurrency: int | None = None
     budget: TimeBudget = field(default_factory=TimeBudget.unlimited)
 
 
@@ -58,6 +67,7 @@ class ApplyResult:
     dead_lettered: int
     pending: int  # not sent, or cut short: the continuation sends them
     stopped_by: str | None = None  # BUDGET_SPENT or CIRCUIT_OPEN when status is CHECKPOINTED
+    concurrency: ConcurrencyReport | None = None  # how the limit on calls in flight moved
 
 
 def _error_json(error: CvcError) -> str:
@@ -80,6 +90,7 @@ class Applier:
         self._on_progress = on_progress
         self._slowest = 0.0  # seconds, the longest call answered so far
         self._slowest_lock = threading.Lock()
+        self.concurrency = ConcurrencyController(settings.concurrency, settings.max_concurrency or settings.concurrency)
 
     def _must_stop(self) -> bool:
         """No new call: the budget cannot hold one more (or is spent), or the circuit is open. What is not sent
@@ -119,10 +130,12 @@ class Applier:
             return []  # left pending: the continuation (or the platform's retry) sends it
         try:
             if action == "DeleteUser":
-                answer = self.client.delete_batch([uid for _, uid, _, _ in items], budget=self.budget)
+                answer = self.client.delete_batch(
+                    [uid for _, uid, _, _ in items], budget=self.budget, pacer=self.concurrency
+                )
             else:
                 answer = self.client.create_batch_json(
-                    [record or "{}" for _, _, _, record in items], budget=self.budget
+                    [record or "{}" for _, _, _, record in items], budget=self.budget, pacer=self.concurrency
                 )
         except CvcError as error:
             if self.breaker is not None:
@@ -157,12 +170,13 @@ class Applier:
                 if self._on_progress:
                     self._on_progress(len(results))
 
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="cvc-apply") as pool:
+        limit = self.concurrency
+        with ThreadPoolExecutor(max_workers=limit.maximum, thread_name_prefix="cvc-apply") as pool:
             for action, items in self._batches(plan, chunk):
                 if self._must_stop():
                     stopped = True
                     break
-                while len(in_flight) >= self.settings.concurrency:
+                while len(in_flight) >= limit.limit:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     collect(done)
                 # Each task runs in a copy of this context: the invocation's request id (a context variable) is on
@@ -172,14 +186,15 @@ class Applier:
             done, _ = wait(in_flight)
             collect(done)
         pending = plan.pending_count(chunk)
+        moved = self.concurrency.finish()
         if not (stopped or pending):
-            return ApplyResult(DONE, applied, dead, pending)
+            return ApplyResult(DONE, applied, dead, pending, concurrency=moved)
         counts = {"applied": applied, "deadLettered": dead, "notSent": pending}
         if self.breaker is not None and self.breaker.open:
             log.warning(
                 "circuit open: stopped calling CVC; the records not sent stay pending",
                 extra={**counts, "cause": self.breaker.reason},  # the one CircuitOpen line is the breaker's
             )
-            return ApplyResult(CHECKPOINTED, applied, dead, pending, CIRCUIT_OPEN)
+            return ApplyResult(CHECKPOINTED, applied, dead, pending, CIRCUIT_OPEN, moved)
         log.warning("time budget spent: checkpointing; the records not sent stay pending", extra=counts)
-        return ApplyResult(CHECKPOINTED, applied, dead, pending, BUDGET_SPENT)
+        return ApplyResult(CHECKPOINTED, applied, dead, pending, BUDGET_SPENT, moved)

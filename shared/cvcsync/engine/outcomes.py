@@ -125,6 +125,7 @@ class RunReport:
     state: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     approval: dict[str, Any] | None = None  # the approval marker this run met (``approvals``), used or not
+    concurrency: dict[str, Any] = field(default_factory=dict)  # how the calls in flight moved (engine.concurrency)
 
     @property
     def received(self) -> int:
@@ -160,6 +161,7 @@ class RunReport:
             "state": self.state,
             "messages": list(self.messages),
             "problemCount": self.problem_count,
+            "concurrency": dict(self.concurrency),
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -183,6 +185,7 @@ class RunReport:
         report.approval = data.get("approval")
         report.state = data.get("state", {})
         report.messages = list(data.get("messages", []))
+        report.concurrency = dict(data.get("concurrency", {}))
         report.problem_count = data.get("problemCount", 0)
         report.problems = [
             Problem(p["code"], p["message"], p.get("line"), p.get("userId"), p.get("requestId"))

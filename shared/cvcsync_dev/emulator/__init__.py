@@ -1,4 +1,4 @@
-"""A local emulator of the CVC user API (version 2019-10-30): gateway checks, the five user actions, faults.
+"""A local emulator of the CVC user API (version 2019-10-30): gateway checks, the five user actions, faults, limits.
 
 It stands in for the real service in tests, demos and benchmarks; ``docs/emulator.md`` tells what it does and where
 it is (and is not) faithful. ``EmulatorApp`` is the WSGI application; ``EmulatorServer`` and ``main`` serve it with
@@ -19,6 +19,7 @@ from cvcsync_dev.emulator.codes import (
 )
 from cvcsync_dev.emulator.faults import FaultDecision, FaultInjector, FaultKind, FaultSettings
 from cvcsync_dev.emulator.keys import AccessKey, parse_access_key, parse_access_keys
+from cvcsync_dev.emulator.limits import FlowControl, LimitSettings
 from cvcsync_dev.emulator.nonces import NonceCache
 from cvcsync_dev.emulator.store import CapacityExceeded, MemoryStore, SqliteStore, Store, User
 
@@ -39,6 +40,8 @@ __all__ = [
     "FaultInjector",
     "FaultKind",
     "FaultSettings",
+    "FlowControl",
+    "LimitSettings",
     "MemoryStore",
     "NonceCache",
     "SqliteStore",

@@ -1,7 +1,8 @@
 """The emulator's admin API under ``/_emulator/``: what tests use to steer it and to look inside.
 
-``faults`` (GET, PUT), ``reset`` (POST), ``stats`` (GET), ``journal`` (GET, PUT ``{"enabled": bool}``), ``users``
-(GET), ``capacity`` (GET, PUT ``{"capacity": n}``) and ``keys/<id>`` (PUT ``{"disabled": bool, "denied": bool}``).
+``faults`` (GET, PUT), ``limits`` (GET, PUT ``{"maxConcurrency": n, "maxQps": r}``), ``reset`` (POST), ``stats``
+(GET), ``journal`` (GET, PUT ``{"enabled": bool}``), ``users`` (GET), ``capacity`` (GET, PUT ``{"capacity": n}``)
+and ``keys/<id>`` (PUT ``{"disabled": bool, "denied": bool}``).
 It exists only when the emulator is started with ``admin`` on; the real service has nothing like it.
 """
 
@@ -13,6 +14,7 @@ import orjson
 
 from cvcsync_dev.emulator.faults import FaultSettings
 from cvcsync_dev.emulator.gateway import Response, json_response
+from cvcsync_dev.emulator.limits import LimitSettings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -55,6 +57,15 @@ class AdminApi:
             elif method != "GET":
                 raise AdminError(405, "use GET or PUT")
             return json_response(200, emulator.faults.settings.to_json())
+        if resource == "limits":
+            if method == "PUT":
+                try:
+                    emulator.limits.configure(LimitSettings.from_json(payload))
+                except (TypeError, ValueError) as exc:
+                    raise AdminError(400, str(exc)) from None
+            elif method != "GET":
+                raise AdminError(405, "use GET or PUT")
+            return json_response(200, emulator.limits.snapshot())
         if resource == "reset":
             if method != "POST":
                 raise AdminError(405, "use POST")

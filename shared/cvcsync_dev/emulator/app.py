@@ -1,8 +1,9 @@
 """The emulator's WSGI application: CVC's API gateway and its five user actions, plus an optional admin API.
 
 A request goes through the gateway's checks (``gateway``: parameters, action and version, access key, timestamp,
-signature, nonce, RAM permission); then injected faults (``faults``); then the action (``actions``). This module
-puts those steps together and holds what they share: the access keys, the store, the nonces, the counters.
+signature, nonce, RAM permission); then the account's flow control (``limits``); then injected faults
+(``faults``); then the action (``actions``). This module puts those steps together and holds what they share: the
+access keys, the store, the nonces, the counters.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cvcsync_dev.emulator.faults import FaultInjector, FaultKind, FaultSettings
 from cvcsync_dev.emulator.gateway import DroppedAnswer, answer, authenticate, read_request
 from cvcsync_dev.emulator.journal import Journal, Stats
 from cvcsync_dev.emulator.keys import AccessKey
+from cvcsync_dev.emulator.limits import FlowControl, LimitSettings
 from cvcsync_dev.emulator.nonces import NonceCache
 from cvcsync_dev.emulator.store import MemoryStore, Store
 
@@ -50,6 +52,7 @@ class EmulatorApp:
         max_batch: int = DEFAULT_MAX_BATCH,
         concurrent_max: int = DEFAULT_CONCURRENT_MAX,
         faults: FaultSettings | None = None,
+        limits: LimitSettings | None = None,
         admin: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -62,6 +65,8 @@ class EmulatorApp:
         self.store: Store = store if store is not None else MemoryStore()
         self._initial_capacity = capacity
         self.faults = FaultInjector(faults)
+        self._initial_limits = limits or LimitSettings()
+        self.limits = FlowControl(self._initial_limits, clock=clock)
         self.admin = admin
         self.nonces = NonceCache()
         self.stats = Stats()
@@ -111,9 +116,21 @@ class EmulatorApp:
         return self._perform(action, params)
 
     def _perform(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """Steps 8 and 9: injected faults, then the action itself."""
-        # 8. Injected faults.
+        """Steps 8 to 10: the account's flow control, injected faults, then the action itself."""
         self.stats.call(action)
+        # 8. Flow control: the call holds its place in the account's limits until it is answered.
+        try:
+            place = self.limits.enter()
+        except codes.GatewayError:
+            self.journal.record(action, params, "throttled")
+            raise
+        try:
+            return self._fault_then_act(action, params)
+        finally:
+            self.limits.leave(place)
+
+    def _fault_then_act(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+        # 9. Injected faults.
         decision = self.faults.decide()
         if decision.delay_s > 0:
             self._sleep(decision.delay_s)
@@ -126,7 +143,7 @@ class EmulatorApp:
             self.journal.record(action, params, "error")
             raise codes.internal_error() if decision.status == 500 else codes.service_unavailable()
 
-        # 9. The action. A dropped connection loses the answer of an action that did happen: the worst case
+        # 10. The action. A dropped connection loses the answer of an action that did happen: the worst case
         # for a client, which cannot tell whether its call took effect.
         result = self.actions.perform(action, params)
         if decision.kind is FaultKind.DROP:
@@ -137,12 +154,14 @@ class EmulatorApp:
         return result
 
     def reset(self) -> None:
-        """Back to the state at start: no users, nonces or stats, faults off, keys and capacity as configured."""
+        """Back to the state at start: no users, nonces or stats, faults off, keys, capacity and limits as
+        configured."""
         self.store.clear()
         self.nonces.clear()
         self.stats.clear()
         self.journal.switch(False)
         self.faults.configure(FaultSettings())
+        self.limits.configure(self._initial_limits)
         with self._keys_lock:
             self._keys = {key_id: replace(key) for key_id, key in self._initial_keys.items()}
         self.actions.capacity = self._initial_capacity

@@ -119,6 +119,12 @@ def throttling(retry_after_ms: int | None) -> GatewayError:
     return GatewayError(400, "Throttling", "Request was denied due to request throttling.", headers=headers)
 
 
+def user_flow_control(retry_after_ms: int | None) -> GatewayError:
+    """The account asked more than its limit allows (the emulator's ``--max-concurrency`` / ``--max-qps``)."""
+    headers = (("x-acs-retry-after", str(retry_after_ms)),) if retry_after_ms is not None else ()
+    return GatewayError(400, "Throttling.User", "Request was denied due to user flow control.", headers=headers)
+
+
 def internal_error() -> GatewayError:
     return GatewayError(
         500, "InternalError", "The request processing has failed due to some unknown error, exception or failure."

@@ -70,6 +70,14 @@ class EmulatorProcess:
         """Replace the fault settings (snake_case names: latency_ms, throttle_rate, error_rate, drop_rate, seed...)."""
         return dict(self.admin("PUT", "faults", {JSON_NAMES[name]: value for name, value in settings.items()}))
 
+    def set_limits(self, *, max_concurrency: int | None = None, max_qps: float | None = None) -> dict[str, Any]:
+        """Replace the flow-control limits (None: no limit) and zero their counters."""
+        return dict(self.admin("PUT", "limits", {"maxConcurrency": max_concurrency, "maxQps": max_qps}))
+
+    def limits(self) -> dict[str, Any]:
+        """The limits and their counters: calls admitted, refused, in flight, at most in flight at once."""
+        return dict(self.admin("GET", "limits"))
+
     def reset(self) -> None:
         self.admin("POST", "reset")
 

@@ -27,6 +27,7 @@ from cvcsync.config import (
 from cvcsync_dev.emulator.app import DEFAULT_CAPACITY, DEFAULT_CONCURRENT_MAX, DEFAULT_MAX_BATCH, EmulatorApp
 from cvcsync_dev.emulator.faults import FaultSettings
 from cvcsync_dev.emulator.keys import AccessKey, parse_access_key, parse_access_keys
+from cvcsync_dev.emulator.limits import LimitSettings
 from cvcsync_dev.emulator.store import MemoryStore, SqliteStore, Store
 from cvcsync_dev.wsgi_server import WsgiServer
 
@@ -92,6 +93,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
 def _rate(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -151,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="x-acs-retry-after value sent with half of the throttled answers (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault sequence (default %(default)s)")
+    parser.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="answer Throttling.User to a call while N calls are being served (default: no limit)",
+    )
+    parser.add_argument(
+        "--max-qps",
+        type=_positive_float,
+        metavar="R",
+        help="answer Throttling.User, with x-acs-retry-after, beyond R calls a second (default: no limit)",
+    )
     parser.add_argument("--admin", action="store_true", help="enable the admin API under /_emulator/")
     parser.add_argument(
         "--threads", type=_positive_int, default=DEFAULT_THREADS, help="worker threads (default %(default)s)"
@@ -234,6 +254,7 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
             max_batch=args.max_batch,
             concurrent_max=args.concurrent_max,
             faults=faults,
+            limits=LimitSettings(args.max_concurrency, args.max_qps),
             admin=args.admin,
         )
         try:

@@ -50,7 +50,9 @@ emulator: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_client.py
 	$(BIN)/python bench/bench_readers.py
+	$(BIN)/python bench/bench_columnar.py
 	$(BIN)/python bench/bench_sync.py
+	$(BIN)/python bench/bench_concurrency.py
 	$(BIN)/python bench/bench_queue.py
 	$(BIN)/python bench/bench_cold_start.py
 	$(MAKE) chaos

@@ -255,3 +255,46 @@ def test_command_line_takes_results_and_output(results: Path, tmp_path: Path) ->
     output = tmp_path / "cli" / "RESULTS.md"
     assert main(["--results", str(results), "--output", str(output)]) == 0
     assert "| `queue_changes` |" in output.read_text(encoding="utf-8")
+
+
+def test_columnar_section_shares_verdicts_and_the_profile(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    run = {"wallS": 2.0, "cpuS": 2.0, "peakMb": 300.0, "plain": 10}
+    data = {
+        "generatedAt": "2026-01-02T03:00:00Z",
+        "python": "3.11.7",
+        "rows": 10,
+        "xlsxRows": 5,
+        "repeats": 1,
+        "versions": {"duckdb": "1.5.5"},
+        "skipped": {"polars": "not installed in /x/python"},
+        "tasks": {
+            "ours": {"csv": {"wallS": 1.0, "cpuS": 1.0, "peakMb": 20.0}, "diff": {**run, "wallS": 4.0}},
+            "duckdb": {"diff": {**run, "wallS": 2.0, "peakMb": 200.0}, "gbk": {"error": "CSV Error on Line: 7"}},
+        },
+        "identical": {"duckdb diff": True},
+        "imports": {"duckdb": {"wallMs": 90.0, "importtimeMs": 80.0}},
+        "wheels": [
+            {"target": "cp312-x86_64", "package": "duckdb", "version": "1.5.5", "zipMb": 21.5, "unpackedMb": 60.9}
+        ],
+        "profile": [
+            {
+                "users": 1000,
+                "wallS": 1.5,
+                "peakMb": 50.0,
+                "calls": {"GetAccountInfo": 1},
+                "stages": {"state commit (gzip, write)": 1.0, "decide (SQL diff against the state)": 0.5},
+            }
+        ],
+    }
+    (folder / "bench_columnar.json").write_bytes(orjson.dumps(data))
+    text = write_report(folder, tmp_path / "R.md", now=NOW, host=HOST)
+    assert "## Planning engine: columnar candidates vs ours" in text
+    assert "| ours | duckdb 1.5.5 |" in text
+    assert "4.00 s, 300 MB, 25% of csv.reader" in text  # ours: 1 s of csv.reader / 4 s
+    assert "met ✅ (50%, 200 MB)" in text and "not met ❌ (25%, 300 MB)" in text
+    assert "n/a: CSV Error on Line: 7" in text
+    assert "polars: not installed in /x/python" in text
+    assert "| duckdb 1.5.5 | 21.5 / 60.9 |" in text
+    assert "state commit (gzip, write) 1.00 s, decide (SQL diff against the state) 0.50 s" in text

@@ -244,7 +244,7 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None, noti
             """
             UPDATE rows SET op = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE 'update' END,
                             outcome = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE NULL END,
-                            old = s.record
+                            old = CASE WHEN s.hash = rows.hash THEN NULL ELSE s.record END
             FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'create'
             """
         )

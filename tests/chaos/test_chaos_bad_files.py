@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 import pytest
 
-from cvcsync.errors import CvcSyncError
 from cvcsync.platform.runtime import local_fc_context
 from cvcsync.platform.triggers import upload
 from support.chaos import USERS, Results, cvc_directory, export_csv, hashes, keys, person, snapshot
@@ -86,9 +85,14 @@ def test_a_cut_gzip_export_fails_the_run_and_changes_nothing(
 ) -> None:
     good = snapshot(range(300))
     sync(moto, chaos_env, export_csv(good))
-    with pytest.raises(CvcSyncError) as raised:
-        sync(moto, chaos_env, gzip_cut(export_csv(good)), key="users/2024-05-01/users.csv.gz")
-    assert raised.value.code == "BadGzip" and "truncated" in str(raised.value)  # the platform sees a failure
+    # A file that cannot be read as a whole is a run all the same (issue 12): status rejected, its report says why,
+    # and nothing is planned or sent; the platform is not asked to retry a file that cannot pass.
+    run = sync(moto, chaos_env, gzip_cut(export_csv(good)), key="users/2024-05-01/users.csv.gz")
+    assert run["status"] == "rejected" and run["received"] == 0
+    s3 = moto.s3_client()
+    report_key = f"cvc-sync/reports/users/2024-05-01/users.csv.gz/{run['runId']}.json"
+    [problem] = orjson.loads(s3.get_object(Bucket=STATE, Key=report_key)["Body"].read())["problems"]
+    assert problem["code"] == "BadGzip" and "truncated" in problem["message"]
     assert cvc_directory(chaos_env) == hashes(good)
 
 

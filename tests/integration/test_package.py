@@ -295,7 +295,12 @@ def test_packaging_needs_nothing_but_pip(builds: Callable[[str], Path], tmp_path
 def test_make_package_installs_no_development_tools() -> None:
     """`make package` has an environment of its own: pip (and tomli on Python 3.10), never the `dev` extra."""
     dry_run = subprocess.run(
-        ["make", "-n", "-B", "package"], cwd=package.ROOT, capture_output=True, text=True, timeout=60, check=True
+        ["make", "--no-print-directory", "-n", "-B", "package"],
+        cwd=package.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     lines = dry_run.stdout.splitlines()
     installs = [line for line in lines if "pip install" in line]

@@ -31,6 +31,7 @@ import requests
 from cvcsync import __version__
 from cvcsync.adapters import signature
 from cvcsync.adapters.credentials import Credentials, default_credentials
+from cvcsync.adapters.http_session import signed_call_session
 from cvcsync.adapters.ratelimit import RateLimiter
 from cvcsync.adapters.retry import Pacer, RetryContext, RetryPolicy, is_retryable_code, parse_retry_after
 from cvcsync.budget import TimeBudget
@@ -146,11 +147,7 @@ class CvcClient:
         self.calls: Counter[str] = Counter()  # HTTP requests sent, per action: the report's "calls made"
         self._calls_lock = threading.Lock()
         if session is None:
-            session = requests.Session()
-            # No adapter-level retries: a replayed request would reuse its nonce.
-            adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=pool_size)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session = signed_call_session(pool_size)  # no adapter-level retries: a replay would reuse its nonce
         self._session = session
         # Proxies from the environment are looked up once here, not on every call as requests would (it walks
         # the whole environment per request); HTTPS_PROXY / NO_PROXY still apply.

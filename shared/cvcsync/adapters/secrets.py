@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from cvcsync.adapters import signature
+from cvcsync.adapters.http_session import signed_call_session
 from cvcsync.config import (
     ENV_ALIBABA_REGION,
     ENV_AWS_DEFAULT_REGION,
@@ -279,14 +280,8 @@ def _new_nonce() -> str:
 
 
 def new_kms_session() -> requests.Session:
-    """One session per warm container; no adapter retries (a replay would reuse a nonce: attempts are re-signed)."""
-    import requests
-
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    """One session per warm container (``adapters.http_session``: no adapter retries, each attempt signed anew)."""
+    return signed_call_session()
 
 
 class KmsSecrets:

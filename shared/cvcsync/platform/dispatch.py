@@ -46,6 +46,7 @@ import orjson
 
 from cvcsync.adapters import acs3_signature
 from cvcsync.adapters.credentials import Credentials, from_environment, from_fc_context
+from cvcsync.adapters.http_session import signed_call_session
 from cvcsync.budget import TimeBudget
 from cvcsync.config import ENV_FC_ENDPOINT
 from cvcsync.errors import ConfigurationError, CvcSyncError
@@ -136,14 +137,8 @@ def _new_nonce() -> str:
 
 
 def new_fc_session() -> requests.Session:
-    """No adapter retries: a replay would reuse a signed nonce, and each attempt is signed anew."""
-    import requests
-
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    """One session per warm container (``adapters.http_session``: no adapter retries, each attempt signed anew)."""
+    return signed_call_session()
 
 
 @dataclass(frozen=True)

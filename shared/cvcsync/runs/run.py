@@ -26,6 +26,7 @@ from cvcsync import clock
 from cvcsync.budget import TimeBudget
 from cvcsync.engine.apply import Applier, ApplyResult, ApplySettings
 from cvcsync.engine.circuit import CircuitBreaker
+from cvcsync.engine.concurrency import combine
 from cvcsync.engine.outcomes import RunReport, RunStatus, check_accounting
 from cvcsync.engine.settle import Repair, Write, repair_letters, settle_writes
 from cvcsync.engine.state import ShadowState
@@ -91,7 +92,10 @@ class Run:
         report's ``apply`` duration."""
         self.mark_in_flight()
         settings = ApplySettings(
-            batch_size=self.ctx.cvc.settings.batch_size, concurrency=self.ctx.settings.concurrency, budget=self.budget
+            batch_size=self.ctx.cvc.settings.batch_size,
+            concurrency=self.ctx.settings.concurrency,
+            max_concurrency=self.ctx.settings.max_concurrency,
+            budget=self.budget,
         )
         began = time.monotonic()
         result = Applier(self.ctx.cvc, settings, on_progress=on_progress, breaker=self.breaker).run(
@@ -99,6 +103,8 @@ class Run:
         )
         durations = self.report.durations_ms
         durations["apply"] = durations.get("apply", 0.0) + (time.monotonic() - began) * 1000
+        if result.concurrency is not None and result.concurrency.attempts:
+            self.report.concurrency = combine(self.report.concurrency, result.concurrency)
         return result
 
     def alert_circuit_open(self) -> None:

@@ -37,7 +37,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_THREADS = 16
 READY_LINE = "cvcsync emulator listening on {url}"
 EXAMPLE_COMMAND = ".venv/bin/cvcsync create events/users/demo-users.csv"
-_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}  # noqa: S104 - names, to print a reachable address
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}  # noqa: S104  # nosec B104 - names, to print a reachable address
 
 
 class _DropWarningFilter(logging.Filter):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import selectors
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,26 +14,7 @@ import pytest
 
 from cvcsync import cli
 from support.http_api import AUTH_ENV, KEY_ID
-
-READY = "cvcsync http api listening on "
-
-
-def _ready_url(process: subprocess.Popen[bytes], timeout: float = 20.0) -> str:
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while b"\n" not in buffer:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, "cvcsync serve did not say it was listening in time"
-            if selector.select(remaining):
-                chunk = os.read(process.stdout.fileno(), 4096)
-                assert chunk, f"cvcsync serve exited with {process.wait()}"
-                buffer += chunk
-    line = buffer.split(b"\n", 1)[0].decode()
-    assert line.startswith(READY), line
-    return line[len(READY) :]
+from support.scim_conformance import ready_url as _ready_url
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ class Check:
     reason: str
 
 
-def _ready_url(process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
+def ready_url(process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
+    """The URL `cvcsync serve` prints on its readiness line (waited for, never slept on)."""
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     buffer = b""
@@ -57,7 +58,7 @@ def served(env: Mapping[str, str]) -> Iterator[str]:
         env={**os.environ, **env},
     )
     try:
-        yield _ready_url(process)
+        yield ready_url(process)
     finally:
         process.terminate()
         process.wait(10)

@@ -16,7 +16,6 @@ import pytest
 
 from cvcsync.adapters.objects import MemoryObjectStore
 from cvcsync.config import SyncSettings
-from cvcsync.engine import state as state_module
 from cvcsync.engine.journal import INTENT, WRITE, Entry
 from cvcsync.engine.settle import DELETE, UPSERT, Seen, Write
 from cvcsync.engine.shadow import UNCERTAIN, ShadowState, UserRow
@@ -296,31 +295,32 @@ def test_writers_of_one_user_resolve_by_event_time_never_by_who_wrote_last(
 def test_an_entry_that_landed_on_a_number_a_generation_had_folded_is_written_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A writer read the user on generation 1 (entries 1 and 2 pending); a commit then folded them into generation
-    2 and removed them; the writer, reading again without knowing of generation 2, found no entry and took number
-    1 again, free: a dead
-    entry every reader skips (it is under generation 2's mark, and not one it folded). The writer finds out (a
-    generation was published after its read) and writes the entry again past the mark."""
+    """A slow writer read the user on generation 1 (entry 1 pending). Another writer then wrote entry 2, and a
+    commit folded both into generation 2 and removed them. The slow writer, which knows only of entry 1, takes
+    number 2 and finds it free: a dead entry every reader skips (under generation 2's mark, and not one it
+    folded). The writer finds out (a generation was published after its read) and writes it again past the mark;
+    its change raced with entry 2, which it never saw, and is repaired as the rule says."""
     store = MemoryObjectStore()
     states = seed(store, 5)
     first = session(states, tmp_path, "first")
     first.checkout(["s000001"], {}).close()
     first.mark_in_flight("first", [("s000001", None)])  # entry 1
+    slow = session(states, tmp_path, "slow")
+    slow.checkout(["s000001"], {}).close()  # it reads entry 1
     first.commit([write("s000001", "甲", T0 + timedelta(hours=1))], None)  # entry 2
-    stale = session(states, tmp_path, "stale")
-    stale.checkout(["s000001"], {}).close()  # its plan read entries 1 and 2
     states.commit(lambda state: None, run_id="export-2")  # folds 1 and 2 into generation 2, then removes them
     assert journal_keys(store) == []
-    latest = state_module._LATEST[store]
-    latest[(BUCKET, PREFIX)] = 1  # this process last saw generation 1
-    stale.commit([write("s000001", "乙", T0 + timedelta(hours=2))], None)
+    _, repairs = slow.commit([write("s000001", "乙", T0 + timedelta(hours=2))], None)
     numbers = [key.rsplit("/", 1)[-1] for key in journal_keys(store)]
-    assert numbers == ["000000000001.json", "000000000003.json"]  # the dead one, and the one written again
+    assert numbers == ["000000000002.json", "000000000003.json"]  # the dead one, and the one written again
     assert "landed on folded numbers" in caplog.text
+    assert [(r.op, r.at) for r in repairs] == [(UPSERT, "2030-01-01T02:00:00.000000Z")]
     state = checkout(states, tmp_path)
     try:
         assert [e.seq for e in state.journal_pending] == [3] and state.journal_done
-        assert state.get("s000001") == (record("s000001", "乙")[0], orjson.loads(record("s000001", "乙")[1]))
+        digest, held = state.get("s000001") or ("?", {})
+        assert digest == UNCERTAIN and held["userName"] == "乙"
+        assert state.last_changes(["s000001"]) == {"s000001": "2030-01-01T02:00:00.000000Z"}
     finally:
         state.close()
 

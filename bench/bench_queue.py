@@ -2,7 +2,8 @@
 
 SQS-shaped batches of 10 and 100 messages (one upsert each, new users), the warm handler, without a state bucket
 (the FC default path: no boto3) and, for comparison, with the shadow state in moto's S3. The handler's cold start
-(and every other handler's) is measured by ``bench_cold_start.py``.
+(and every other handler's) is measured by ``bench_cold_start.py``. Then ``bench_state.py``: what one single-user
+change costs the state at directories of 1k, 10k and 100k users, before and after the journal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+import bench_state
 from cvcsync.platform import services
 from cvcsync.platform.runtime import LocalLambdaContext
 from cvcsync.platform.triggers.queue import handle
@@ -101,7 +103,7 @@ def main() -> int:
             ]
         },
     )
-    return 0
+    return bench_state.main([])  # single-user changes against the directory's size (``make bench`` runs us)
 
 
 if __name__ == "__main__":

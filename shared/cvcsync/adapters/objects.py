@@ -105,6 +105,11 @@ class ObjectStore(Protocol):
         """Copy the object to ``path``; ``False`` when it is absent."""
         ...
 
+    def read_range(self, bucket: str, key: str, start: int, end: int | None = None) -> bytes | None:
+        """Bytes ``start`` to ``end`` (exclusive; None: to the end) of the object, clipped to its size, or ``None``
+        when it is absent: one request whatever the object's size (the state's point reads, ``engine.generation``)."""
+        ...
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
 
     def list_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
@@ -113,6 +118,10 @@ class ObjectStore(Protocol):
 
     def delete(self, bucket: str, key: str) -> None:
         """Remove the object; removing an absent one is not an error."""
+        ...
+
+    def delete_many(self, bucket: str, keys: list[str]) -> None:
+        """Remove the objects (S3: up to 1000 per request); absent ones are not an error."""
         ...
 
 
@@ -217,11 +226,19 @@ class LocalObjectStore:
             return None
 
     def _write(self, path: Path, fill: Callable[[BinaryIO], object], if_absent: bool) -> bool:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise ObjectStoreError(f"a key is in the way of {path.name}'s directories", code="KeyConflict") from None
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
+        for attempt in range(3):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ObjectStoreError(
+                    f"a key is in the way of {path.name}'s directories", code="KeyConflict"
+                ) from None
+            try:
+                fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
+                break
+            except FileNotFoundError:  # a delete dropped the directory it emptied, between the two steps
+                if attempt == 2:
+                    raise
         temp = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -263,6 +280,14 @@ class LocalObjectStore:
             self._write(Path(path), lambda handle: shutil.copyfileobj(source, handle), False)
         return True
 
+    def read_range(self, bucket: str, key: str, start: int, end: int | None = None) -> bytes | None:
+        try:
+            with self._path(bucket, key).open("rb") as handle:
+                handle.seek(start)
+                return handle.read() if end is None else handle.read(max(0, end - start))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         path = self._path(bucket, key)
         if not path.is_file():
@@ -296,8 +321,13 @@ class LocalObjectStore:
         # Drop the directories the key implied, as far up as they are empty (S3 has no directories to keep).
         parent, bucket_dir = path.parent, self.root / bucket
         while parent != bucket_dir and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
+            with contextlib.suppress(OSError):  # another writer filled it, or another delete dropped it, meanwhile
+                parent.rmdir()
             parent = parent.parent
+
+    def delete_many(self, bucket: str, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(bucket, key)
 
 
 # --- Memory (the fake) ------------------------------------------------------------------------------------------
@@ -348,6 +378,10 @@ class MemoryObjectStore:
         Path(path).write_bytes(data)
         return True
 
+    def read_range(self, bucket: str, key: str, start: int, end: int | None = None) -> bytes | None:
+        found = self._get(bucket, key)
+        return None if found is None else found[0][start:end]
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         found = self._get(bucket, key)
         return None if found is None else ObjectInfo(size=len(found[0]), etag=found[1])
@@ -364,3 +398,7 @@ class MemoryObjectStore:
     def delete(self, bucket: str, key: str) -> None:
         with self._lock:
             self._objects.pop((bucket, key), None)
+
+    def delete_many(self, bucket: str, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(bucket, key)

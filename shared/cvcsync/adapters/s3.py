@@ -36,8 +36,11 @@ logger = logging.getLogger(__name__)
 S3_CONNECT_TIMEOUT = 5.0
 S3_READ_TIMEOUT = 60.0
 S3_MAX_ATTEMPTS = 5
+S3_POOL_CONNECTIONS = 32
 _ABSENT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "FileAlreadyExists"})
+_PAST_END_CODES = frozenset({"InvalidRange", "416"})
+DELETE_BATCH = 1000  # keys per DeleteObjects request
 # boto3's default multipart threshold and part size, for the create-only upload we do ourselves.
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
@@ -78,7 +81,8 @@ def s3_client(env: Mapping[str, str] | None = None, fc_context: Any = None) -> A
     * Addressing style: ``CVCSYNC_S3_ADDRESSING_STYLE`` (``virtual``, ``path``, ``auto``); OSS requires
       ``virtual``, which is the default for OSS endpoints.
     * Flavour: ``CVCSYNC_OBJECT_STORE_FLAVOR`` says which create-only header the store honours (``_flavor``).
-    * SigV4, botocore's ``standard`` retry mode, explicit connect/read timeouts. For endpoints other than AWS,
+    * SigV4, botocore's ``standard`` retry mode, explicit connect/read timeouts, ``S3_POOL_CONNECTIONS`` connections
+      (the state's per-user requests go out in parallel). For endpoints other than AWS,
       checksums are only sent when an operation requires them: botocore's default CRC trailers (aws-chunked
       uploads) are not understood by every S3-compatible service.
     * Credentials: the FC context's STS credentials (the service role) when it carries them; otherwise boto3's
@@ -113,6 +117,8 @@ def s3_client(env: Mapping[str, str] | None = None, fc_context: Any = None) -> A
         "retries": {"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
         "connect_timeout": S3_CONNECT_TIMEOUT,
         "read_timeout": S3_READ_TIMEOUT,
+        # The state's per-user reads and writes go out in parallel (``engine.journal.PARALLEL``): a connection each.
+        "max_pool_connections": S3_POOL_CONNECTIONS,
     }
     if endpoint is not None:
         options["request_checksum_calculation"] = "when_required"
@@ -438,6 +444,25 @@ class S3ObjectStore:
             raise
         return True
 
+    def read_range(self, bucket: str, key: str, start: int, end: int | None = None) -> bytes | None:
+        if end is not None and end <= start:
+            return b""
+        span = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        try:
+            with _translating("get", bucket, key):
+                response = self.client.get_object(Bucket=bucket, Key=key, Range=span)
+                body = response["Body"]
+                try:
+                    return bytes(body.read())
+                finally:
+                    body.close()
+        except ObjectStoreError as exc:
+            if exc.code == "NoSuchKey":
+                return None
+            if exc.code in _PAST_END_CODES:  # a range past the object's end: S3 answers 416, we answer nothing
+                return b""
+            raise
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         response = self._head_object(bucket, key)
         if response is None:
@@ -456,6 +481,25 @@ class S3ObjectStore:
     def delete(self, bucket: str, key: str) -> None:
         with _translating("delete", bucket, key):
             self.client.delete_object(Bucket=bucket, Key=key)
+
+    def delete_many(self, bucket: str, keys: list[str]) -> None:
+        """DeleteObjects, 1000 keys a request (S3's limit; OSS's S3 API takes the same); a key it reports as not
+        deleted is an error, with that key's code."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            part = keys[start : start + DELETE_BATCH]
+            with _translating("delete", bucket):
+                answer = self.client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for key in part], "Quiet": True}
+                )
+            errors = [e for e in answer.get("Errors") or () if e.get("Code") not in _ABSENT_CODES]
+            if errors:
+                first = errors[0]
+                code = str(first.get("Code") or "DeleteFailed")
+                raise ObjectStoreError(
+                    f"delete s3://{bucket}/{first.get('Key')} failed: {code} ({len(errors)} of {len(part)} keys)",
+                    code=code,
+                    retryable=code in _RETRYABLE_CODES,
+                )
 
 
 # --- Local directory --------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ are gone. ``SNAPSHOT_AT`` keeps that time, and ``last_change`` folds it in, so a
 snapshot lacks is stale, a race with such a snapshot is repaired with a delete, and a user another writer changed
 behind a snapshot's back (after its plan, with an older change) is repaired to what the snapshot lists
 (``snapshot_repairs``).
+
+The change path commits to the journal (``engine.journal``), not to a generation: each of its writes is kept with
+what its writer's plan saw of the user (``Seen``: the generation it read and the user's last journal entry it read),
+and ``replay_writes`` records it by the same rule wherever it is folded in (a view, a checkout, the next
+generation). A change committed behind its back is then one recorded by a later generation's own commit, or by a
+later journal entry of that user. Replayed in the journal's order, every reader records the same.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 import orjson
 
 from cvcsync import clock
-from cvcsync.engine.state import UNCERTAIN, ShadowState
+from cvcsync.engine.shadow import UNCERTAIN, ShadowState
 from cvcsync.outputs.deadletters import DeadLetter
 
 SNAPSHOT_AT = "snapshot_at"  # meta: the event time of the last accepted full snapshot
@@ -78,6 +84,23 @@ def last_changes(state: ShadowState, user_ids: list[str]) -> dict[str, str]:
     return found
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What a writer's plan saw of a user: the generation it read, and the last journal entry of that user it read
+    (0: none). A change recorded by a later generation's own commit, or by a later entry, was committed behind its
+    back."""
+
+    generation: int
+    seq: int
+
+    def behind(self, stamp: tuple[int, int | None] | None) -> bool:
+        """Whether the change stamped ``stamp`` (``ShadowState.change_stamps``) was committed after this view."""
+        if stamp is None:
+            return False
+        generation, seq = stamp
+        return seq > self.seq if seq is not None else generation > self.generation
+
+
 def settle_writes(state: ShadowState, writes: Iterable[Write], *, base_generation: int | None = None) -> list[Repair]:
     """Record ``writes`` at their event times; return the repairs of the races they were in (module docstring).
 
@@ -85,8 +108,25 @@ def settle_writes(state: ShadowState, writes: Iterable[Write], *, base_generatio
     that may have reached CVC in any order with this run's writes."""
     batch = list(writes)
     ids = sorted({w.user_id for w in batch})
+    behind = set(state.changes_since(ids, base_generation)) if base_generation is not None else set()
+    return _settle(state, batch, behind)
+
+
+def replay_writes(state: ShadowState, writes: Iterable[tuple[Write, int, Seen]]) -> list[Repair]:
+    """Record journal writes, each (write, its entry's seq, what its writer's plan saw), by the one rule: as
+    ``settle_writes`` would have at its writer's commit. At most one write per user per call (``engine.journal``
+    replays a user's entries in their order)."""
+    batch = list(writes)
+    stamps = state.change_stamps(sorted({w.user_id for w, _, _ in batch}))
+    behind = {w.user_id for w, _, seen in batch if seen.behind(stamps.get(w.user_id))}
+    return _settle(state, [w for w, _, _ in batch], behind, {w.user_id: seq for w, seq, _ in batch})
+
+
+def _settle(
+    state: ShadowState, batch: list[Write], behind: set[str], entry_seqs: dict[str, int] | None = None
+) -> list[Repair]:
+    ids = sorted({w.user_id for w in batch})
     known = last_changes(state, ids)
-    behind = state.changes_since(ids, base_generation) if base_generation is not None else {}
     upserts: list[tuple[str, str, str]] = []
     deletes: list[str] = []
     times: list[tuple[str, str, str]] = []
@@ -115,7 +155,7 @@ def settle_writes(state: ShadowState, writes: Iterable[Write], *, base_generatio
             won.append(write)
     state.upsert(upserts)
     state.delete(deletes)
-    state.record_changes(times)
+    state.record_changes(times, entry_seqs=entry_seqs)
     for write in won:  # recorded, but the state cannot claim CVC holds it until the repair has landed
         record = orjson.loads(write.record) if write.op == UPSERT and write.record else None
         repairs.append(Repair(write.user_id, write.at, write.op, record))

@@ -1,68 +1,80 @@
-"""The shadow state: what cvc-sync last synced, per user a content hash and the record, in SQLite.
+"""The shadow state in the object store: immutable generations for the batch path, a journal for the change path.
 
-CVC has no cheap way to list a large directory, so cvc-sync remembers what it applied. Only successful calls
-change the state, and the state is committed after apply. Between the first write of a run and its commit, CVC may
-hold what the state does not know yet (a run killed mid-way, a call whose answer was lost): so before its first
-write a run puts an *in-flight* list of the users it is about to touch under ``in-flight/``, and every checkout
-folds those lists in as *uncertain* users (hash ``''``). An uncertain user matches no content, so the next plan
-re-sends or re-deletes it; the state claims content only where CVC is known to hold it, and nothing CVC may hold
-is forgotten. A commit removes the lists it folded in (their users stay uncertain until a write settles them),
-except a commit that settles no run's writes (``settles_in_flight=False``: reconcile rebuilding the users from
-CVC's directory, ``ShadowState.rebuild``), which keeps the lists and their users uncertain for the running run.
+CVC has no cheap way to list a large directory, so cvc-sync remembers what it applied (``engine.shadow``: per user
+a content hash and the record, in SQLite). Only successful calls change the state, and the state is committed after
+apply. Two paths commit to it, and both see one state:
 
-Two times are kept apart: ``users.synced_at`` is when cvc-sync *processed* a user (for people), ``changes.occurred_at``
-is the *event time* of the user's last applied change, in ``clock.stamp`` format, and only event times order
-changes (``clock``: event time, ties by arrival). A late, older change applied after a newer one failed must not
-look newer because it was committed later.
+* **The batch path** (an export, full or delta; reconcile) diffs a whole snapshot: ``checkout`` downloads the newest
+  *generation*, ``gen-00000007.sqlite.gz``, and ``commit`` writes the next one, create-only: two commits at once
+  cannot both win a generation; the loser checks out the newest one, applies its changes again on top, and tries
+  the next number. ``manifest.json`` points at the newest generation for people and tools (the heartbeat reads it);
+  readers of the state trust the generation objects themselves, and the manifest never goes backwards (see
+  ``_publish_manifest``).
+* **The change path** (queue, HTTP, SCIM, redrive: ``engine.views``) never downloads or uploads a generation: it
+  reads each user it changes from the newest generation's index (``engine.generation``) and the user's entries in
+  the *journal* (``engine.journal``), and commits one entry per user, create-only. One change costs a few requests
+  of a few KB whatever the directory's size, and writers of different users never meet.
 
-In the object store a state is a series of immutable generations, ``gen-00000007.sqlite.gz``, each written
-create-only: two runs committing at once cannot both win the same generation; the loser re-reads the newest one,
-re-applies its own changes on top, and tries the next number. ``manifest.json`` points at the newest generation
-for people and tools (the heartbeat reads it); readers of the state trust the generation objects themselves. The
-manifest never goes backwards: see ``StateStore._publish_manifest``.
+Every ``checkout`` folds the journal's entries in (replayed by the one rule, ``engine.settle``), so the batch path
+diffs against everything the change path committed; every ``commit`` folds them into the generation it writes and
+then deletes exactly the entries it folded (the generation records which, so a reader that meets one before it is
+gone skips it). A journal that grows past ``COMPACT_PENDING`` entries is folded by the next checkout on its own
+(``compact``), so a state only the change path writes still stays small.
+
+Between the first write of a run and its commit, CVC may hold what the state does not know yet (a run killed
+mid-way, a call whose answer was lost): so before its first write a batch run puts an *in-flight* list of the users
+it is about to touch under ``in-flight/`` (a change run writes an ``intent`` entry per user instead), and every
+checkout folds those in as *uncertain* users (hash ``''``). An uncertain user matches no content, so the next plan
+re-sends or re-deletes it; the state claims content only where CVC is known to hold it, and nothing CVC may hold is
+forgotten. A commit removes the lists it folded in (their users stay uncertain until a write settles them), except
+a commit that settles no run's writes (``settles_in_flight=False``: reconcile rebuilding the users from CVC's
+directory, ``ShadowState.rebuild``; a compaction), which keeps the lists (and the trailing ``intent`` entries) and
+their users uncertain for the running run.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import shutil
-import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+import weakref
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from cvcsync import clock
+from cvcsync.engine import generation as generation_file
+from cvcsync.engine.journal import INTENT, Entry, Journal, replay
+from cvcsync.engine.shadow import EVENT_MEMORY_DAYS, UNCERTAIN, ShadowState, UserRow
 from cvcsync.errors import CvcSyncError
 
 if TYPE_CHECKING:
     from cvcsync.adapters.objects import ObjectStore
+    from cvcsync.engine.settle import Repair
+
+__all__ = [
+    "EVENT_MEMORY_DAYS",
+    "IN_FLIGHT_DIR",
+    "UNCERTAIN",
+    "Changes",
+    "ShadowState",
+    "StateConflict",
+    "StateStore",
+    "UserRow",
+]
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    user_id TEXT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL,
-    synced_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS changes (user_id TEXT PRIMARY KEY, occurred_at TEXT NOT NULL, op TEXT NOT NULL,
-    generation INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS settled_lists (key TEXT PRIMARY KEY, generation INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TEMP TABLE IF NOT EXISTS in_flight (user_id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
-"""
-UNCERTAIN = ""  # the hash of a user a run may have written without recording it: it matches no content
 IN_FLIGHT_DIR = "in-flight/"
-EVENT_MEMORY_DAYS = 7
 MAX_COMMIT_ATTEMPTS = 8
 KEEP_GENERATIONS = 3
 SETTLED_LISTS_KEPT = 1000  # generations for which the state remembers which in-flight lists they settled
+COMPACT_PENDING = 2000  # journal entries a checkout folds before it writes them into a generation of their own
+COMPACT_RUN_PREFIX = "compact-"
 
 
 class StateConflict(CvcSyncError):
@@ -71,219 +83,30 @@ class StateConflict(CvcSyncError):
     code = "StateChanged"
 
 
-class ShadowState:
-    """One generation of the state, as a local SQLite file."""
-
-    def __init__(self, path: Path, generation: int = 0) -> None:
-        self.path = path
-        self.generation = generation
-        self.db = sqlite3.connect(path, isolation_level=None)
-        # A local working copy: a crash discards it (only uploaded generations count), so no journal, no fsync.
-        self.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(changes)")}
-        if "generation" not in columns:  # a state written before changes knew which commit recorded them
-            self.db.execute("ALTER TABLE changes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
-        self.in_flight_keys: list[str] = []  # the in-flight lists folded into this copy (see the module doc)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-    @property
-    def snapshot_rows(self) -> int | None:
-        """Users in the last full snapshot that was accepted (the completeness gate compares against it)."""
-        value = self.meta("snapshot_rows")
-        return int(value) if value is not None else None
-
-    def count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
-
-    def groups(self) -> frozenset[str]:
-        """The distinct groupIds of the users held (the group gate compares a snapshot's with these)."""
-        query = "SELECT DISTINCT json_extract(record, '$.groupId') FROM users"
-        return frozenset(str(g) for (g,) in self.db.execute(query) if g is not None)
-
-    def get(self, user_id: str) -> tuple[str, dict[str, Any]] | None:
-        row = self.db.execute("SELECT hash, record FROM users WHERE user_id = ?", (user_id,)).fetchone()
-        return (row[0], orjson.loads(row[1])) if row else None
-
-    def users(self) -> Iterator[tuple[str, str, str]]:
-        """(user_id, hash, record JSON), in user id order."""
-        yield from self.db.execute("SELECT user_id, hash, record FROM users ORDER BY user_id")
-
-    def upsert(self, rows: list[tuple[str, str, str]]) -> None:
-        now = clock.stamp(clock.now())  # processing time, for people: never an ordering time
-        self.db.executemany(
-            "INSERT OR REPLACE INTO users (user_id, hash, record, synced_at) VALUES (?, ?, ?, ?)",
-            [(uid, h, rec, now) for uid, h, rec in rows],
-        )
-
-    def delete(self, user_ids: list[str]) -> None:
-        self.db.executemany("DELETE FROM users WHERE user_id = ?", [(uid,) for uid in user_ids])
-
-    def mark_uncertain(self, entries: list[tuple[str, str | None]]) -> None:
-        """(user_id, record JSON or None): users a run may have written. Known ones keep their record and their
-        last sync time and lose their hash; unknown ones (a create) are added with the record the run meant to
-        write and no sync time."""
-        self.db.executemany(
-            "INSERT INTO users (user_id, hash, record, synced_at) VALUES (?, ?, ?, '') "
-            "ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash",
-            [(uid, UNCERTAIN, record or orjson.dumps({"userId": uid}).decode()) for uid, record in entries],
-        )
-
-    def fold_in_flight(self, entries: list[tuple[str, str | None]]) -> None:
-        """Users a running (or killed) run's in-flight list names: uncertain now, and remembered for this copy so
-        that ``rebuild`` keeps them uncertain."""
-        rows = [(uid, record or orjson.dumps({"userId": uid}).decode()) for uid, record in entries]
-        self.db.executemany("INSERT OR IGNORE INTO temp.in_flight (user_id, record) VALUES (?, ?)", rows)
-        self.mark_uncertain(entries)
-
-    def rebuild(
-        self,
-        batches: Iterable[list[tuple[str, str, str]]],
-        *,
-        replacing: list[str] | None = None,
-        read_after: int | None = None,
-        keep: Iterable[str] = (),
-    ) -> None:
-        """The users made what CVC was read to hold: ``batches`` of (user_id, hash, record JSON) replace every user
-        (with ``replacing``: only those users, plus the ones in ``batches``; a sample). Users an in-flight list
-        names stay uncertain: their run may write them after CVC was read, and only its commit settles them.
-        Event times (``changes``) are kept: a rebuild is no change, and the tombstones still stop resurrection.
-        Those users keep the record the state held (or their run's, if it held none), not CVC's: it is the content of
-        their last committed change, which a run that loses a race to it must apply again (``engine.settle``).
-
-        ``read_after``: the generation that was newest when CVC began to be read. A user whose change was committed
-        after it may have been written to CVC after its page was read: the read says nothing about it, and its row
-        is kept as it is (the next reconcile compares it). So are the users in ``keep``: ones the read says nothing
-        about (a listing lacked them and GetUser gave no answer)."""
-        self.db.execute("DROP TABLE IF EXISTS temp.fresh")
-        self.db.execute(
-            "CREATE TEMP TABLE fresh AS SELECT c.user_id, u.hash, u.record, u.synced_at FROM changes AS c "
-            "LEFT JOIN users AS u USING (user_id) WHERE c.generation > ?",
-            (self.generation + 1 if read_after is None else read_after,),
-        )
-        self.db.executemany(
-            "INSERT INTO temp.fresh SELECT user_id, hash, record, synced_at FROM users WHERE user_id = ? "
-            "AND user_id NOT IN (SELECT user_id FROM temp.fresh)",
-            [(uid,) for uid in keep],
-        )
-        self.db.execute("DROP TABLE IF EXISTS temp.kept")
-        self.db.execute(
-            "CREATE TEMP TABLE kept AS SELECT u.user_id, u.record, u.synced_at FROM users AS u "
-            "JOIN temp.in_flight AS f USING (user_id)"
-        )
-        if replacing is None:
-            self.db.execute("DELETE FROM users")
-        else:
-            self.delete(replacing)
-        for rows in batches:
-            self.upsert(rows)
-        self.db.execute("DELETE FROM users WHERE user_id IN (SELECT user_id FROM temp.fresh)")
-        self.db.execute(
-            "INSERT INTO users (user_id, hash, record, synced_at) SELECT user_id, hash, record, synced_at "
-            "FROM temp.fresh WHERE hash IS NOT NULL"
-        )
-        self.db.execute("DROP TABLE temp.fresh")
-        self.db.execute(
-            "INSERT INTO users (user_id, hash, record, synced_at) "
-            "SELECT f.user_id, ?, COALESCE(k.record, f.record), COALESCE(k.synced_at, '') "
-            "FROM temp.in_flight AS f LEFT JOIN temp.kept AS k USING (user_id) "
-            "WHERE true ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, record = excluded.record",
-            (UNCERTAIN,),
-        )
-        self.db.execute("DROP TABLE temp.kept")
-
-    def in_flight_count(self) -> int:
-        """Users the in-flight lists folded into this copy name (``fold_in_flight``)."""
-        return int(self.db.execute("SELECT COUNT(*) FROM temp.in_flight").fetchone()[0])
-
-    def uncertain_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM users WHERE hash = ?", (UNCERTAIN,)).fetchone()[0])
-
-    # -- change events: ordering and idempotency --------------------------------------------------------------
-
-    def last_changes(self, user_ids: list[str]) -> dict[str, str]:
-        """The event time (``clock.stamp``) of the last change applied per user (deletes included: a tombstone
-        stops resurrection). Compare with ``clock.is_newer``."""
-        found: dict[str, str] = {}
-        for start in range(0, len(user_ids), 500):
-            part = user_ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            query = f"SELECT user_id, occurred_at FROM changes WHERE user_id IN ({marks})"  # noqa: S608 - marks only  # nosec B608
-            found.update(dict(self.db.execute(query, part).fetchall()))
-        return found
-
-    def seen_events(self, event_ids: list[str]) -> set[str]:
-        seen: set[str] = set()
-        for start in range(0, len(event_ids), 500):
-            part = event_ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            query = f"SELECT event_id FROM events WHERE event_id IN ({marks})"  # noqa: S608 - marks only  # nosec B608
-            seen.update(e for (e,) in self.db.execute(query, part))
-        return seen
-
-    def record_changes(self, rows: list[tuple[str, str, str]]) -> None:
-        """(user_id, event time, op) of applied changes; never moves a user's time backwards. The table compares
-        times as text, so each is stored in the one format (``clock.stamp``) whatever ISO form it came in."""
-        stamps: dict[str, str] = {}
-
-        def stamped(at: str) -> str:
-            known = stamps.get(at)
-            if known is None:
-                moment = clock.parse(at)
-                if moment is None:
-                    raise ValueError(f"not an ISO-8601 time: {at!r}")
-                known = stamps[at] = clock.stamp(moment)
-            return known
-
-        # Each change also says which generation recorded it (the one this copy will be committed as): a writer
-        # that planned on an older generation learns which changes were committed behind its back (``settle``).
-        generation = self.generation + 1
-        self.db.executemany(
-            "INSERT INTO changes (user_id, occurred_at, op, generation) VALUES (?, ?, ?, ?) ON CONFLICT (user_id) "
-            "DO UPDATE SET occurred_at = excluded.occurred_at, op = excluded.op, generation = excluded.generation "
-            "WHERE excluded.occurred_at >= changes.occurred_at",
-            [(uid, stamped(at), op, generation) for uid, at, op in rows],
-        )
-
-    def changes_since(self, user_ids: list[str], generation: int) -> dict[str, tuple[str, str]]:
-        """Of ``user_ids``, those whose last change was committed after ``generation``: (event time, op)."""
-        found: dict[str, tuple[str, str]] = {}
-        for start in range(0, len(user_ids), 500):
-            part = user_ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            query = f"SELECT user_id, occurred_at, op FROM changes WHERE generation > ? AND user_id IN ({marks})"  # noqa: S608 - marks only  # nosec B608
-            found.update({uid: (at, op) for uid, at, op in self.db.execute(query, [generation, *part])})
-        return found
-
-    def record_events(self, event_ids: list[str], *, now: str, forget_before: str) -> None:
-        """Applied event ids, kept ``EVENT_MEMORY_DAYS`` (a redelivery later than that is a new event)."""
-        self.db.executemany(
-            "INSERT OR IGNORE INTO events (event_id, applied_at) VALUES (?, ?)", [(e, now) for e in event_ids]
-        )
-        self.db.execute("DELETE FROM events WHERE applied_at < ?", (forget_before,))
-
-
 Changes = Callable[[ShadowState], None]
+
+# The newest generation each store was last seen at, per prefix: a change run probes forward from it (one HEAD)
+# instead of reading the manifest first. Only a hint: every reader confirms it against the objects.
+_LATEST: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], int]] = weakref.WeakKeyDictionary()
 
 
 class StateStore:
-    """Generations of the shadow state under ``prefix`` in a bucket of an object store."""
+    """Generations of the shadow state and its journal under ``prefix`` in a bucket of an object store."""
 
     def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
         self.store = store
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.journal = Journal(store, bucket, self.prefix)
+        self.compact_pending = COMPACT_PENDING
 
     def _key(self, generation: int) -> str:
         return f"{self.prefix}gen-{generation:08d}.sqlite.gz"
+
+    def reader(self, generation: int) -> generation_file.GenerationReader:
+        return generation_file.GenerationReader(self.store, self.bucket, self._key(generation))
+
+    # -- in-flight lists (the batch path's) ----------------------------------------------------------------------
 
     def in_flight_key(self, run_id: str) -> str:
         return f"{self.prefix}{IN_FLIGHT_DIR}{run_id}.ndjson.gz"
@@ -301,30 +124,80 @@ class StateStore:
                 self.store.put_file(self.bucket, self.in_flight_key(run_id), path)
         return count
 
-    def _fold_in_flight(self, state: ShadowState, workdir: Path) -> None:
-        keys = sorted(self.store.list_keys(self.bucket, self.prefix + IN_FLIGHT_DIR))
+    def in_flight_lists(self) -> list[str]:
+        return sorted(self.store.list_keys(self.bucket, self.prefix + IN_FLIGHT_DIR))
+
+    def read_in_flight(self, key: str, workdir: Path) -> list[tuple[str, str | None]] | None:
+        """The (user_id, record or None) of a list; None when a commit removed it meanwhile."""
         packed = workdir / "in-flight.ndjson.gz"
+        if not self.store.download_file(self.bucket, key, packed):
+            return None
+        try:
+            with gzip.open(packed, "rb") as lines:
+                return [(str(uid), record) for uid, record in (orjson.loads(line) for line in lines)]
+        finally:
+            packed.unlink()
+
+    def _fold_in_flight(self, state: ShadowState, workdir: Path) -> None:
         settled = {k for (k,) in state.db.execute("SELECT key FROM settled_lists")}
-        for key in keys:
+        for key in self.in_flight_lists():
             if key in settled:
                 continue  # already folded into this generation by a commit that is removing it: its marks are in
-            if not self.store.download_file(self.bucket, key, packed):
+            listed = self.read_in_flight(key, workdir)
+            if listed is None:
                 continue  # a commit folded it in and removed it meanwhile
-            batch: list[tuple[str, str | None]] = []
-            with gzip.open(packed, "rb") as lines:
-                for line in lines:
-                    user_id, record = orjson.loads(line)
-                    batch.append((user_id, record))
-                    if len(batch) >= 5000:
-                        state.fold_in_flight(batch)
-                        batch = []
-            state.fold_in_flight(batch)
-            packed.unlink()
+            for start in range(0, len(listed), 5000):
+                state.fold_in_flight(listed[start : start + 5000])
             state.in_flight_keys.append(key)
+
+    # -- the journal, folded into a checkout ---------------------------------------------------------------------
+
+    def _fold_journal(self, state: ShadowState) -> int:
+        """Replay every pending journal entry into ``state`` (in each user's order); note in ``state`` which keys
+        it folded and which it found already folded (or dead). Returns how many it replayed."""
+        listed = list(self.journal.list_all())
+        entries = self.journal.read([key for key, _ in listed])
+        marks = {uid: row.hw for uid, row in state.rows(sorted({e.user_id for e in entries})).items()}
+        pending = [e for e in entries if e.seq > marks.get(e.user_id, 0)]
+        state.journal_pending = pending
+        state.journal_done = [
+            self.journal.entry_key(e.user_id, e.seq) for e in entries if e.seq <= marks.get(e.user_id, 0)
+        ]
+        replay(state, pending)  # a checkout records; the writers dead-letter their own repairs
+        return len(pending)
+
+    def _fold_events(self, state: ShadowState) -> None:
+        markers = self.journal.read_events(self.journal.list_events())
+        state.put_events([(event_id, applied_at) for _, event_id, applied_at in markers])
+        state.event_keys = [key for key, _, _ in markers]
+
+    def fold_manifest(self, state: ShadowState, manifest: dict[str, Any] | None = None) -> None:
+        """What the journal's commits left in the manifest of this very generation (``manifest``: as read a moment
+        ago; None: read it now): their run and time (the newest commit, for the heartbeat and for a scheduled
+        task's ``carry_last_sync``) and the meta they set (``engine.views``)."""
+        manifest = self.read_manifest() if manifest is None else manifest
+        if manifest.get("generation", 0) != state.generation or not isinstance(manifest.get("journal"), dict):
+            return
+        touched = manifest["journal"]  # written after this generation: a run read it before it committed
+        if touched.get("runId") and touched.get("committedAt"):
+            state.set_meta("run_id", str(touched["runId"]))
+            state.set_meta("committed_at", str(touched["committedAt"]))
+        for key, value in (touched.get("meta") or {}).items():
+            state.set_meta(str(key), str(value))
+
+    # -- generations ---------------------------------------------------------------------------------------------
 
     @property
     def manifest_key(self) -> str:
         return f"{self.prefix}manifest.json"
+
+    def read_manifest(self) -> dict[str, Any]:
+        raw = self.store.get_bytes(self.bucket, self.manifest_key)
+        try:
+            manifest = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            return {}
+        return manifest if isinstance(manifest, dict) else {}
 
     def latest_generation(self) -> int:
         """The newest generation that exists (0: none yet): the manifest's, then probe forward past it."""
@@ -338,47 +211,109 @@ class StateStore:
             keys = [k for k in self.store.list_keys(self.bucket, f"{self.prefix}gen-") if k.endswith(".sqlite.gz")]
             if keys:
                 generation = max(int(k.rsplit("gen-", 1)[1].split(".", 1)[0]) for k in keys)
+        self.remember_generation(generation)
         return generation
 
-    def checkout(self, workdir: Path, generation: int | None = None) -> ShadowState:
-        """A local copy of a generation (the newest by default), or an empty state when there is none."""
-        generation = self.latest_generation() if generation is None else generation
+    def remember_generation(self, generation: int) -> None:
+        _LATEST.setdefault(self.store, {})[(self.bucket, self.prefix)] = generation
+
+    def newest_generation(self, *, fresh: bool = False, probe: bool = True) -> int:
+        """The newest generation, cheaply: from the last one this process saw, probing forward (one HEAD when
+        nothing moved; ``probe=False``: none, the caller proves it later); from the manifest when it saw none, or
+        with ``fresh`` (what it saw is gone: pruned, or the state was reset)."""
+        known = _LATEST.get(self.store, {}).get((self.bucket, self.prefix))
+        if known is None or fresh:
+            return self.latest_generation()
+        if not probe:
+            return known
+        generation = known
+        while self.store.head(self.bucket, self._key(generation + 1)) is not None:
+            generation += 1
+        self.remember_generation(generation)
+        return generation
+
+    def checkout(self, workdir: Path, generation: int | None = None, *, compact: bool = True) -> ShadowState:
+        """A local copy of a generation (the newest by default), or an empty state when there is none, with the
+        journal, the in-flight lists and the applied event ids folded in. A journal past ``compact_pending`` entries
+        is first written into a generation of its own (``compact``), unless ``compact=False``."""
+        newest = generation is None
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            state = self._checkout(workdir, self.latest_generation() if newest else generation or 0, newest)
+            # A newer generation published while the journal was read may have deleted entries it folded: the
+            # copy would lack them. Check out that one instead.
+            if not newest or self.store.head(self.bucket, self._key(state.generation + 1)) is None:
+                break
+            state.close()
+        pending = len(state.journal_pending)
+        if newest and compact and pending >= self.compact_pending:
+            state.close()
+            log.info("the state journal is folded into a generation", extra={"entries": pending})
+            self.compact()
+            return self.checkout(workdir, compact=False)
+        return state
+
+    def _checkout(self, workdir: Path, generation: int, newest: bool) -> ShadowState:
         path = workdir / f"state-{generation:08d}.sqlite"
         if path.exists():
             path.unlink()
         if generation:
-            packed = workdir / f"state-{generation:08d}.sqlite.gz"
-            if not self.store.download_file(self.bucket, self._key(generation), packed):
-                raise CvcSyncError(f"state generation {generation} vanished while reading it", code="StateMissing")
-            with gzip.open(packed, "rb") as source, path.open("wb") as target:
-                shutil.copyfileobj(source, target, 1024 * 1024)
-            packed.unlink()
+            try:
+                with self.store.open(self.bucket, self._key(generation)) as stream:
+                    generation_file.extract(stream, path)
+            except CvcSyncError as exc:
+                if exc.code != "NoSuchKey":
+                    raise
+                raise CvcSyncError(
+                    f"state generation {generation} vanished while reading it", code="StateMissing"
+                ) from exc
         state = ShadowState(path, generation)
         try:
+            self._fold_journal(state)
             self._fold_in_flight(state, workdir)
+            self._fold_events(state)
+            if newest:
+                self.fold_manifest(state)
         except BaseException:
             state.close()
             raise
         return state
 
+    def compact(self) -> int:
+        """Fold the journal (and the applied event ids) into a new generation that records no run's writes: the
+        last commit's run and time stay the newest ones (the heartbeat's "last sync" is not a compaction)."""
+        return self.commit(
+            lambda state: None, run_id=f"{COMPACT_RUN_PREFIX}{uuid.uuid4()}", settles_in_flight=False, carry_run=True
+        )
+
     def commit(
-        self, changes: Changes, *, run_id: str, snapshot_rows: int | None = None, settles_in_flight: bool = True
+        self,
+        changes: Changes,
+        *,
+        run_id: str,
+        snapshot_rows: int | None = None,
+        settles_in_flight: bool = True,
+        late_repairs: list[Repair] | None = None,
+        carry_run: bool = False,
     ) -> int:
         """Apply ``changes`` on top of the newest generation and write it as the next one; return its number.
 
-        ``settles_in_flight=False`` keeps the in-flight lists this commit folded in: for a commit that records no
-        run's writes (a rebuild from CVC's directory), so the runs still going keep their marks until they commit."""
+        ``settles_in_flight=False`` keeps the in-flight lists this commit folded in, and each user's trailing
+        ``intent`` entries: for a commit that records no run's writes (a rebuild from CVC's directory, a
+        compaction), so the runs still going keep their marks until they commit. ``late_repairs``: where the races
+        this commit's writes ran with change-path entries committed too late for it to see are added (only the
+        generation being written can tell them; ``_late_races``). ``carry_run``: keep the last commit's run and
+        time (a compaction)."""
         with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
             workdir = Path(tmp)
             for _ in range(MAX_COMMIT_ATTEMPTS):
-                state = self.checkout(workdir)
+                state = self.checkout(workdir, compact=False)
                 try:
                     state.db.execute("BEGIN")
                     changes(state)
+                    generation_next = state.generation + 1
                     if settles_in_flight:
                         # The lists this commit folds in are done once it lands, even before their objects are removed:
                         # a checkout in between must not fold them again (their users would stay uncertain for ever).
-                        generation_next = state.generation + 1
                         state.db.executemany(
                             "INSERT OR REPLACE INTO settled_lists (key, generation) VALUES (?, ?)",
                             [(key, generation_next) for key in state.in_flight_keys],
@@ -386,33 +321,95 @@ class StateStore:
                         state.db.execute(
                             "DELETE FROM settled_lists WHERE generation < ?", (generation_next - SETTLED_LISTS_KEPT,)
                         )
+                    folded = self._record_folds(state, settles_in_flight)
+                    now = clock.now()
+                    state.db.execute(
+                        "DELETE FROM events WHERE applied_at < ?",
+                        (clock.stamp(now - timedelta(days=EVENT_MEMORY_DAYS)),),
+                    )
                     if snapshot_rows is not None:
                         state.set_meta("snapshot_rows", str(snapshot_rows))
-                    state.set_meta("run_id", run_id)
-                    state.set_meta("committed_at", clock.report_time())
+                    if not carry_run or state.meta("run_id") is None:
+                        state.set_meta("run_id", run_id)
+                        state.set_meta("committed_at", clock.report_time(now))
                     state.db.execute("COMMIT")
                     users, uncertain = state.count(), state.uncertain_count()
+                    committed_run = state.meta("run_id") or run_id
+                    committed_at = state.meta("committed_at") or clock.report_time(now)
+                    packed = workdir / "next.gen"
+                    generation_file.write(state, packed)
                 finally:
                     state.close()
-                packed = workdir / "next.sqlite.gz"
-                with state.path.open("rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
-                    shutil.copyfileobj(source, target, 1024 * 1024)
-                generation = state.generation + 1
-                if self.store.put_file(self.bucket, self._key(generation), packed, if_absent=True):
-                    self._publish_manifest(generation, self._manifest(generation, users, uncertain, run_id))
+                if self.store.put_file(self.bucket, self._key(generation_next), packed, if_absent=True):
+                    self.remember_generation(generation_next)
+                    body = self._manifest(generation_next, users, uncertain, committed_run, committed_at)
+                    self._publish_manifest(generation_next, body)
+                    if late_repairs is not None:
+                        late_repairs.extend(self._late_races(state.path, generation_next, folded))
+                    self.journal.delete(folded + state.journal_done + state.event_keys)
                     if settles_in_flight:
                         for key in state.in_flight_keys:  # folded into this generation: their marks live on there
                             self.store.delete(self.bucket, key)
-                    self._prune(generation)
-                    log.info("state committed", extra={"generation": generation, "users": users, "runId": run_id})
-                    return generation
-                log.warning("state generation taken by a concurrent run; retrying", extra={"generation": generation})
+                    self._prune(generation_next)
+                    log.info("state committed", extra={"generation": generation_next, "users": users, "runId": run_id})
+                    return generation_next
+                log.warning(
+                    "state generation taken by a concurrent run; retrying", extra={"generation": generation_next}
+                )
         raise CvcSyncError("could not commit the shadow state: too many concurrent runs", code="StateContention")
 
-    def _manifest_copy_key(self, generation: int) -> str:
-        return f"{self.prefix}gen-{generation:08d}.manifest.json"
+    def _record_folds(self, state: ShadowState, settles_in_flight: bool) -> list[str]:
+        """Which of the journal entries folded into ``state`` the generation takes over: all of them, or (a commit
+        that settles nothing) all but each user's trailing intents, whose runs are still answerable for them. The
+        generation records each user's high-water mark and the entries it folded; returns their keys."""
+        state.db.execute("DELETE FROM journal_folded")  # the previous generation's folds, not this one's
+        by_user: dict[str, list[Entry]] = {}
+        for entry in state.journal_pending:
+            by_user.setdefault(entry.user_id, []).append(entry)
+        taken: list[Entry] = []
+        for entries in by_user.values():
+            entries.sort(key=lambda e: e.seq)
+            end = len(entries)
+            if not settles_in_flight:
+                while end and entries[end - 1].kind == INTENT:
+                    end -= 1
+            taken.extend(entries[:end])
+        marks: dict[str, int] = {}
+        for entry in taken:
+            marks[entry.user_id] = max(marks.get(entry.user_id, 0), entry.seq)
+        state.db.executemany(
+            "INSERT INTO journal_hw (user_id, seq) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            list(marks.items()),
+        )
+        state.db.executemany(
+            "INSERT OR REPLACE INTO journal_folded (user_id, seq, entry_id) VALUES (?, ?, ?)",
+            [(e.user_id, e.seq, e.entry_id) for e in taken],
+        )
+        return [self.journal.entry_key(e.user_id, e.seq) for e in taken]
 
-    def _manifest(self, generation: int, users: int, uncertain: int, run_id: str) -> bytes:
+    def _late_races(self, path: Path, generation: int, folded: list[str]) -> list[Repair]:
+        """Change-path entries this commit did not see (written after its checkout read the journal) whose writers
+        read an older generation, and so may not have seen this one when they checked (``engine.views``): both
+        this commit's writes (or snapshot) and theirs reached CVC in an unknown order. Replayed on this generation,
+        as every reader will replay them, their races come back as repairs. (A writer that did see the generation
+        repairs them too: a repair applied twice is applied once, the second is stale.)"""
+        done = set(folded)
+        fresh = [key for key, _ in self.journal.list_all() if key not in done]
+        if not fresh:
+            return []
+        state = ShadowState(path, generation)
+        try:
+            entries = self.journal.read(fresh)
+            marks = {uid: row.hw for uid, row in state.rows(sorted({e.user_id for e in entries})).items()}
+            pending = [e for e in entries if e.seq > marks.get(e.user_id, 0)]
+            raised = replay(state, pending)
+            late = {e.entry_id for e in pending if e.generation < generation}
+            return [repair for entry_id, found in raised.items() if entry_id in late for repair in found]
+        finally:
+            state.close()
+
+    def _manifest(self, generation: int, users: int, uncertain: int, run_id: str, committed_at: str) -> bytes:
         return orjson.dumps(
             {
                 "generation": generation,
@@ -420,17 +417,15 @@ class StateStore:
                 "users": users - uncertain,  # users whose content the state knows CVC holds
                 "uncertain": uncertain,  # users CVC may or may not hold (an interrupted or failed write)
                 "runId": run_id,
-                "committedAt": clock.report_time(),
+                "committedAt": committed_at,
             }
         )
 
+    def _manifest_copy_key(self, generation: int) -> str:
+        return f"{self.prefix}gen-{generation:08d}.manifest.json"
+
     def _published_generation(self) -> int:
-        raw = self.store.get_bytes(self.bucket, self.manifest_key)
-        try:
-            manifest = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            return 0
-        generation = manifest.get("generation") if isinstance(manifest, dict) else None
+        generation = self.read_manifest().get("generation")
         return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
 
     def _publish_manifest(self, generation: int, body: bytes) -> None:
@@ -454,6 +449,53 @@ class StateStore:
                 return
             generation, body = newer
         log.warning("the state manifest kept moving while it was published", extra={"generation": generation})
+
+    def touched_manifest(
+        self,
+        manifest: dict[str, Any],
+        generation: int,
+        *,
+        run_id: str,
+        users: int,
+        uncertain: int,
+        meta: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The manifest after a journal commit on ``generation`` (``manifest``: as read a moment ago; None: leave it,
+        a newer generation is published and its counts are exact): it says the commit is the newest (``journal``:
+        its run, time and the meta it set, which checkouts fold in) and moves its counts by ``users`` and
+        ``uncertain``. Counts are kept exactly by generations; between two, concurrent journal commits may each miss
+        the other's step. ``put_manifest`` writes it; ``republish_after`` keeps it from going backwards."""
+        published = manifest.get("generation", 0)
+        if isinstance(published, int) and published > generation:
+            return None
+        found = manifest.get("journal")
+        journal: dict[str, Any] = found if isinstance(found, dict) else {}
+        committed_at = clock.report_time()
+        return {
+            **manifest,
+            "generation": generation,
+            "key": self._key(generation) if generation else None,
+            "users": max(0, int(manifest.get("users") or 0) + users),
+            "uncertain": max(0, int(manifest.get("uncertain") or 0) + uncertain),
+            "runId": run_id,
+            "committedAt": committed_at,
+            "journal": {
+                "runId": run_id,
+                "committedAt": committed_at,
+                "meta": {**(journal.get("meta") or {}), **(meta or {})},
+            },
+        }
+
+    def put_manifest(self, manifest: dict[str, Any]) -> bool:
+        return self.store.put_bytes(
+            self.bucket, self.manifest_key, orjson.dumps(manifest), content_type="application/json"
+        )
+
+    def republish_after(self, generation: int) -> None:
+        """A manifest of ``generation`` was written: a newer generation published meanwhile is published again."""
+        newer = self._newest_copy_after(generation)
+        if newer is not None:
+            self._publish_manifest(*newer)
 
     def _newest_copy_after(self, generation: int) -> tuple[int, bytes] | None:
         """The newest generation after ``generation`` whose manifest copy exists (a generation without one is

@@ -3,6 +3,8 @@
 ``run_changes`` settles the changes against the state (duplicates, stale changes, superseded ones), plans the
 winners in a workspace and hands it to the one lifecycle, ``runs.run.Run`` (in-flight mark, apply with a circuit
 breaker within the time budget, dead letters, the state commit with each change at its own time, the report).
+The state is read and committed per user (``engine.views.ChangeSession``): the run's users and event ids, never the
+whole snapshot, so a change costs the same whatever the directory's size, and runs of different users never meet.
 A writer only says *what* to write: a
 ``ChangeBatch`` of ``ChangeEntry`` (the change, its arrival, its origin). ``sync_changes`` is the queue's writer: it
 parses messages into changes and the run's per-change results back into per-message results; the HTTP API's user
@@ -42,6 +44,7 @@ from cvcsync.engine.outcomes import Outcome, Problem, RunReport, final_status
 from cvcsync.engine.plan import decide
 from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
+from cvcsync.engine.views import ChangeSession
 from cvcsync.engine.workspace import DELTA, PlanRow, SyncPlan, insert_rows, new_workspace
 from cvcsync.inputs.changes import MalformedMessage, UserChange, parse_changes
 from cvcsync.inputs.events.queue import QueueBatch, QueueMessage
@@ -77,7 +80,10 @@ class ChangeBatch:
     ``malformed``: inputs that never became changes, dead-lettered as they are; ``rejected``: inputs the writer
     refused and answered itself (an HTTP entry that is no valid user). Each of those is one record of the run.
     ``dead_letters=False``: the writer keeps its failed entries itself (the redrive re-puts its letters with their
-    history); ``on_commit``: what else the writer records in the same state commit."""
+    history); ``on_commit``: what else the writer records in the same state commit. It is given a view of the run's
+    users (``engine.views``): what it may record there is applied event ids (``ShadowState.record_events``) and
+    meta (``set_meta``, carried to the next generation through the manifest); per-user data goes in the users'
+    writes, the only thing of a user a change run commits."""
 
     writer: str
     source: dict[str, Any]
@@ -138,6 +144,7 @@ class _Item:
     origin: dict[str, Any]
     outcome: str | None = None
     error: dict[str, Any] | None = None
+    sent: bool = False  # handed back after CVC was called: the call may have landed (its answer was lost)
 
     @property
     def at(self) -> str:
@@ -195,9 +202,14 @@ def _unsent(breaker: CircuitBreaker | None) -> dict[str, Any]:
     return {"code": "DeadlineExceeded", "message": "not sent before the deadline", "retryable": True}
 
 
-def _plan(items: list[_Item], ctx: SyncContext, report: RunReport, workdir: Path) -> SyncPlan:
-    """Settle the items against the state (duplicates, stale, superseded) and plan the winners against it."""
-    state = ctx.state.checkout(workdir)
+def _plan(items: list[_Item], session: ChangeSession, report: RunReport, workdir: Path) -> SyncPlan:
+    """Settle the items against the state (duplicates, stale, superseded) and plan the winners against it: the
+    state of their users and event ids, read one by one."""
+    events: dict[str, list[tuple[str, str]]] = {}  # event id -> (user, time) of each change it names
+    for item in items:
+        if item.change.event_id:
+            events.setdefault(item.change.event_id, []).append((item.change.user_id, item.at))
+    state = session.checkout([i.change.user_id for i in items], events)
     try:
         report.state["generationBefore"] = state.generation
         _settle(items, state)
@@ -221,6 +233,7 @@ def _take_outcomes(items: list[_Item], plan: SyncPlan, breaker: CircuitBreaker |
             item.outcome, item.error = Outcome.RETRIED.value, _unsent(breaker)
         elif outcome == Outcome.DEAD_LETTERED.value and detail and detail.get("retryable"):
             item.outcome, item.error = Outcome.RETRIED.value, detail  # the writer hands it back to be tried again
+            item.sent = True
         else:
             item.outcome, item.error = outcome, detail
 
@@ -236,8 +249,11 @@ def run_changes(
     items = [_Item(e.change, e.arrival, e.origin) for e in batch.entries]
     budget = ctx.invocation.budget(min(ctx.settings.deadline_margin, 5.0))
     with tempfile.TemporaryDirectory(prefix="cvcsync-changes-") as tmp:
-        plan = _plan(items, ctx, report, Path(tmp)) if items else None
-        run = Run(ctx, plan, report, writer=batch.writer, budget=budget, breaker=breaker, started=started)
+        session = ChangeSession(ctx.state, Path(tmp), run_id=run_id)
+        plan = _plan(items, session, report, Path(tmp)) if items else None
+        run = Run(
+            ctx, plan, report, writer=batch.writer, budget=budget, breaker=breaker, started=started, journal=session
+        )
         try:
             if plan is not None:
                 if plan.pending_count():
@@ -255,7 +271,7 @@ def run_changes(
             if batch.dead_letters:
                 letters.extend(_change_letter(i, run_id) for i in items if i.outcome == Outcome.DEAD_LETTERED.value)
             report.dead_letters = run.put_letters(letters)
-            _remember(run, [i for i in items if i.outcome != Outcome.RETRIED.value], batch)
+            _remember(run, items, batch)
         finally:
             if plan is not None:
                 plan.close()
@@ -269,9 +285,14 @@ def run_changes(
     return ChangeRun(report, [EntryResult(str(i.outcome), i.error) for i in items], circuit_open)
 
 
-def _remember(run: Run, applied: list[_Item], batch: ChangeBatch) -> None:
-    """What CVC now holds, the last change time per user, and the event ids that are settled."""
+def _remember(run: Run, items: list[_Item], batch: ChangeBatch) -> None:
+    """What CVC now holds, the last change time per user, and the event ids that are settled. A change handed back
+    after CVC was called is, like one dead-lettered, the user's latest intent (``engine.settle``): CVC may hold it,
+    so its time is recorded and its user is uncertain (a writer that planned without it repairs its own content,
+    and its redelivery, at the same time, is not stale)."""
+    applied = [i for i in items if i.outcome != Outcome.RETRIED.value]
     written = [i for i in applied if i.outcome in _WRITTEN or i.outcome == Outcome.DEAD_LETTERED.value]
+    written += [i for i in items if i.outcome == Outcome.RETRIED.value and i.sent]
     # A copy (``duplicate``) settles nothing of its own: its original may have failed in this very batch and be
     # delivered again, and remembering the copy's id would turn that redelivery into a "duplicate" too.
     settled_events = [i.change.event_id for i in applied if i.change.event_id and i.outcome != Outcome.DUPLICATE.value]
@@ -291,13 +312,14 @@ def _remember(run: Run, applied: list[_Item], batch: ChangeBatch) -> None:
 def _write(item: _Item) -> Write:
     """What the state records of a change CVC now holds (or held already: ``unchanged``)."""
     change = item.change
-    failed = item.outcome == Outcome.DEAD_LETTERED.value  # the latest intent all the same (``engine.settle``)
+    # The latest intent all the same (``engine.settle``), whether dead-lettered or handed back to be retried.
+    failed = item.outcome in (Outcome.DEAD_LETTERED.value, Outcome.RETRIED.value)
     if change.op == "upsert" and change.user is not None:
         payload = change.user.to_json()
         changed = item.outcome != Outcome.UNCHANGED.value
         digest = content_hash(payload)
         return Write(change.user_id, item.at, UPSERT, digest, payload.decode(), changed=changed, landed=not failed)
-    changed = item.outcome in (Outcome.DELETED.value, Outcome.DEAD_LETTERED.value)
+    changed = item.outcome in (Outcome.DELETED.value, Outcome.DEAD_LETTERED.value, Outcome.RETRIED.value)
     return Write(change.user_id, item.at, DELETE, changed=changed, landed=not failed)
 
 

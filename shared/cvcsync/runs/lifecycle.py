@@ -111,7 +111,9 @@ def commit_state(run: Run) -> None:
     def snapshot(state: ShadowState, repairs: list[Repair]) -> None:
         if not accepted:
             return
-        if state.generation != plan.state_generation:  # another writer committed since the plan
+        # Another writer committed since the plan: a generation, or journal entries (``engine.views``) this commit
+        # folds in (which of them the plan saw is not known: all count, as the state stamps them).
+        if state.generation != plan.state_generation or state.journal_pending:
             mine = {r.user_id for r in repairs}
             more = snapshot_repairs(state, plan.users_named, at, plan.state_generation)
             repairs.extend(r for r in more if r.user_id not in mine)

@@ -12,6 +12,11 @@ users. Each step is here once, so none of them can skip one: a run that marked u
 commit folds its list into a generation), a failed write is recorded as the user's latest intent (uncertain), a
 race lost to a newer change is dead-lettered as a repair, and every report is closed the same way (calls, timings,
 received = Σ outcomes).
+
+Where a run's writes go is the state's business (``engine.state``): an export's, a continuation's and reconcile's
+into the next generation of the whole snapshot; a change run's (``journal``: a ``engine.views.ChangeSession``)
+into the journal, one entry per user, so that a change costs the same at 1k users as at 1M. Both record through
+the one rule and return the same repairs.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from cvcsync.engine.concurrency import combine
 from cvcsync.engine.outcomes import RunReport, RunStatus, check_accounting
 from cvcsync.engine.settle import Repair, Write, repair_letters, settle_writes
 from cvcsync.engine.state import ShadowState
+from cvcsync.engine.views import ChangeSession
 from cvcsync.engine.workspace import SyncPlan
 from cvcsync.errors import CvcSyncError
 from cvcsync.outputs.deadletters import DeadLetter
@@ -44,7 +50,8 @@ class Run:
     """One run of ``plan`` for ``writer`` (``upload``, ``queue``, ``http``, ``redrive``, ``reconcile``): its
     report, its time budget, its circuit breaker (``circuit=False``: none, failures are dead-lettered after their
     retries), and the shared steps. ``plan`` is None when every input was refused before planning (malformed
-    messages): then there is nothing to mark, send or commit, only letters and the report."""
+    messages): then there is nothing to mark, send or commit, only letters and the report. ``journal``: the
+    change run's session its plan was read through; its marks and its commit go to the journal."""
 
     def __init__(
         self,
@@ -57,8 +64,10 @@ class Run:
         breaker: CircuitBreaker | None = None,
         circuit: bool = True,
         started: float | None = None,
+        journal: ChangeSession | None = None,
     ) -> None:
         self.ctx = ctx
+        self.journal = journal
         self._plan = plan
         self.report = report
         self.writer = writer
@@ -83,7 +92,10 @@ class Run:
         something to send: a run killed between CVC and its commit leaves those users uncertain, never wrong."""
         plan = self._plan
         if plan is not None and "inFlight" not in self.report.state and plan.pending_count():
-            self.report.state["inFlight"] = self.ctx.state.mark_in_flight(self.run_id, plan.in_flight())
+            if self.journal is not None:
+                self.report.state["inFlight"] = self.journal.mark_in_flight(self.run_id, plan.in_flight())
+            else:
+                self.report.state["inFlight"] = self.ctx.state.mark_in_flight(self.run_id, plan.in_flight())
 
     # -- the writes ---------------------------------------------------------------------------------------------
 
@@ -145,7 +157,8 @@ class Run:
         against the generation the plan was made on. ``writes`` is called afresh on each attempt (a commit that
         met a concurrent one runs again on the newer generation); ``also`` records what else the writer keeps in
         the same generation (a snapshot's time, settled event ids, the last sync). ``needed=False``: nothing to
-        record; the run still commits when it marked users in flight, so no list outlives its run.
+        record; the run still commits when it marked users in flight, so no list outlives its run. A change run
+        commits to the journal instead (``journal``): the same rule, replayed per user (``engine.views``).
 
         Races lost to newer changes committed meanwhile come back as repairs: dead-lettered, so the newest change
         is applied again (``repair_letters_to_sink=False``: a writer with no sink of its own, reconcile, only
@@ -156,18 +169,25 @@ class Run:
             return []
         base = self._plan.state_generation if self._plan is not None else None
         repairs: list[Repair] = []
+        if self.journal is not None:
+            report.state["generationAfter"], found = self.journal.commit(list(writes()), also)
+            repairs.extend(found)
+            report.state["journalEntries"] = self.journal.entries
+        else:
 
-        def changes(state: ShadowState) -> None:
-            repairs.clear()
-            pending = iter(writes())
-            while batch := list(islice(pending, SETTLE_BATCH)):
-                repairs.extend(settle_writes(state, batch, base_generation=base))
-            if also is not None:
-                also(state, repairs)
+            def changes(state: ShadowState) -> None:
+                repairs.clear()
+                pending = iter(writes())
+                while batch := list(islice(pending, SETTLE_BATCH)):
+                    repairs.extend(settle_writes(state, batch, base_generation=base))
+                if also is not None:
+                    also(state, repairs)
 
-        report.state["generationAfter"] = self.ctx.state.commit(
-            changes, run_id=self.run_id, snapshot_rows=snapshot_rows
-        )
+            late: list[Repair] = []
+            report.state["generationAfter"] = self.ctx.state.commit(
+                changes, run_id=self.run_id, snapshot_rows=snapshot_rows, late_repairs=late
+            )
+            repairs.extend(late)
         if repairs:
             report.state["repairs"] = len(repairs)
             report.messages.append(

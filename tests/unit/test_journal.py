@@ -591,3 +591,41 @@ def test_one_user_is_read_without_the_snapshot(cvc: InProcessCvc, tmp_path: Path
     assert rows["s000009"].record == record("s000009", "新名")[1] and rows["s000009"].hw == 0
     assert rows["s000010"].hash == record("s000010", "员工10")[0] and "nobody" not in rows
     assert store.whole_reads == [] and store.bytes_in < 20_000
+
+
+def test_a_saved_plan_is_refused_once_a_change_run_committed_after_it(cvc: InProcessCvc) -> None:
+    """A dry run's plan is applied only on the state it was made on: change runs move the state without a new
+    generation, so the plan records which journal entries it saw too (``ShadowState.journal_fingerprint``)."""
+    import io
+
+    from cvcsync.engine.state import StateConflict
+    from cvcsync.runs.export import apply_saved_plan, sync_source
+
+    store = MemoryObjectStore()
+    seed(store, 3)
+    ctx = context(store, cvc)
+    run(ctx, upsert("j1", "先来", T0 + timedelta(hours=1)))  # a pending entry the dry run folds in and sees
+
+    def dry_run() -> bytes:
+        plan = io.BytesIO()
+        export = b"userId,userName,groupId,groupName\ns000000,Renamed,88,x\n"
+        report = sync_source(
+            io.BytesIO(export),
+            name="x.csv",
+            source={},
+            mode="delta",
+            ctx=ctx,
+            dry_run=True,
+            plan_out=plan,
+            event_time=T0 + timedelta(hours=3),
+        )
+        assert report.status == "dry-run"
+        return plan.getvalue()
+
+    saved = dry_run()
+    assert orjson.loads(saved)["stateJournal"] == ctx.state.journal_fingerprint() != ""
+    run(ctx, upsert("j2", "后来", T0 + timedelta(hours=2)))  # committed after the plan: no new generation
+    with pytest.raises(StateConflict, match="plan again"):
+        apply_saved_plan(io.BytesIO(saved), ctx)
+    report = apply_saved_plan(io.BytesIO(dry_run()), ctx)  # planned again: applied
+    assert report.outcomes["updated"] == 1

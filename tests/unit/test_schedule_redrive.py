@@ -200,6 +200,23 @@ def test_a_change_older_than_the_users_last_change_is_stale(tmp_path: Path) -> N
     assert result["outcomes"]["stale"] == 1 and w.cvc.users() == {} and letters(w) == []
 
 
+def test_a_letter_older_than_a_queue_change_is_stale_before_its_backoff_without_the_snapshot() -> None:
+    """The queue's change is in the journal, not in a generation: the redrive reads the page's users one by one
+    (``engine.views``), sees it, and removes the stale letter at once, never downloading the snapshot."""
+    w = world(settings=SETTINGS)
+    export = b"userId,userName,groupId,groupName\nu-0,from an upload,88,G\n"
+    sync_source(io.BytesIO(export), name="a.csv", source={"key": "a.csv"}, mode="delta", ctx=w.ctx.sync)
+    newer = upsert_change("u-1", "newer", (START + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert changes(w, newer).report.outcomes["created"] == 1
+    w.sink.put([change_letter("u-1", occurred_at=START, failed_at=START + timedelta(minutes=10), name="older")])
+    opened: list[str] = []
+    original = w.store.open
+    w.store.open = lambda bucket, key: opened.append(key) or original(bucket, key)  # type: ignore[method-assign]
+    result = redrive(w)  # the letter's backoff has not passed: stale all the same
+    assert result["outcomes"]["stale"] == 1 and letters(w) == []
+    assert w.cvc.users()["u-1"]["userName"] == "newer" and opened == []
+
+
 def test_an_upload_letter_older_than_a_later_sync_of_the_user_is_stale() -> None:
     w = world(settings=SETTINGS)
     export = b"userId,userName,groupId,groupName\nu-1,from a later upload,88,G\n"

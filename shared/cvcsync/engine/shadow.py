@@ -16,6 +16,7 @@ generation that recorded it; one past the checked-out one for a change not yet i
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ CREATE TEMP TABLE IF NOT EXISTS in_flight (user_id TEXT PRIMARY KEY, record TEXT
 UNCERTAIN = ""  # the hash of a user a run may have written without recording it: it matches no content
 EVENT_MEMORY_DAYS = 7
 _CHUNK = 500  # ids per IN (...) query: under SQLite's old limit of 999 parameters
+
+
+def journal_fingerprint(keys: Iterable[str]) -> str:
+    """A digest of a listing of journal keys (``ShadowState.journal_fingerprint``); '' for an empty journal."""
+    found = sorted(keys)
+    if not found:
+        return ""
+    return hashlib.blake2b("\n".join(found).encode("utf-8"), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -123,9 +132,16 @@ class ShadowState:
         self.journal_pending: list[Any] = []
         self.journal_done: list[str] = []
         self.event_keys: list[str] = []
+        self.journal_keys: list[str] = []  # every journal key the checkout listed (``journal_fingerprint``)
 
     def close(self) -> None:
         self.db.close()
+
+    @property
+    def journal_fingerprint(self) -> str:
+        """Which journal entries this copy folded, as one short digest: a saved plan made on it is still current
+        only while both the generation and this are (entries are only ever added between two generations)."""
+        return journal_fingerprint(self.journal_keys)
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

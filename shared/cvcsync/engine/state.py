@@ -49,7 +49,7 @@ import orjson
 from cvcsync import clock
 from cvcsync.engine import generation as generation_file
 from cvcsync.engine.journal import INTENT, Entry, Journal, replay
-from cvcsync.engine.shadow import EVENT_MEMORY_DAYS, UNCERTAIN, ShadowState, UserRow
+from cvcsync.engine.shadow import EVENT_MEMORY_DAYS, UNCERTAIN, ShadowState, UserRow, journal_fingerprint
 from cvcsync.errors import CvcSyncError
 
 if TYPE_CHECKING:
@@ -156,7 +156,8 @@ class StateStore:
         """Replay every pending journal entry into ``state`` (in each user's order); note in ``state`` which keys
         it folded and which it found already folded (or dead). Returns how many it replayed."""
         listed = list(self.journal.list_all())
-        entries = self.journal.read([key for key, _ in listed])
+        state.journal_keys = [key for key, _ in listed]
+        entries = self.journal.read(state.journal_keys)
         marks = {uid: row.hw for uid, row in state.rows(sorted({e.user_id for e in entries})).items()}
         pending = [e for e in entries if e.seq > marks.get(e.user_id, 0)]
         state.journal_pending = pending
@@ -165,6 +166,10 @@ class StateStore:
         ]
         replay(state, pending)  # a checkout records; the writers dead-letter their own repairs
         return len(pending)
+
+    def journal_fingerprint(self) -> str:
+        """The journal's fingerprint now (one listing): equal to a checkout's while no change was committed since."""
+        return journal_fingerprint(key for key, _ in self.journal.list_all())
 
     def _fold_events(self, state: ShadowState) -> None:
         markers = self.journal.read_events(self.journal.list_events())

@@ -89,6 +89,7 @@ class SyncPlan:
         plan.set_meta("plan_id", str(saved["planId"]))
         plan.set_meta("mode", str(saved.get("mode", FULL)))
         plan.set_meta("state_generation", str(saved.get("stateGeneration", 0)))
+        plan.set_meta("state_journal", str(saved.get("stateJournal") or ""))
         plan.set_meta("source", orjson.dumps(saved.get("source", {})).decode())
         rows = []
         for op in saved.get("operations", []):
@@ -144,6 +145,11 @@ class SyncPlan:
     @property
     def state_generation(self) -> int:
         return int(self.meta("state_generation") or 0)
+
+    @property
+    def state_journal(self) -> str:
+        """The fingerprint of the journal entries the state held when planned (``ShadowState.journal_fingerprint``)."""
+        return self.meta("state_journal") or ""
 
     @property
     def notices(self) -> dict[str, Any]:
@@ -344,6 +350,7 @@ def new_workspace(workdir: Path, *, mode: str, state: ShadowState, source: dict[
     plan.set_meta("plan_id", plan_id)
     plan.set_meta("mode", mode)
     plan.set_meta("state_generation", str(state.generation))
+    plan.set_meta("state_journal", state.journal_fingerprint)
     plan.set_meta("source", orjson.dumps(source).decode())
     return plan
 

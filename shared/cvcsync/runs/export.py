@@ -126,6 +126,7 @@ def write_plan_artefact(plan: SyncPlan, report: RunReport, target: IO[bytes]) ->
         "mode": plan.mode,
         "source": plan.source,
         "stateGeneration": plan.state_generation,
+        "stateJournal": plan.state_journal,
         "eventTime": report.event_time,
         "summary": report.planned,
         "guards": [g.to_dict() for g in report.guards],
@@ -230,6 +231,10 @@ def apply_saved_plan(artefact: IO[bytes], ctx: SyncContext) -> RunReport:
             f"the plan was made against state generation {saved.get('stateGeneration')}, "
             f"but the state is now at generation {generation}: plan again"
         )
+    # Change runs (queue, HTTP, SCIM) commit to the journal without a new generation: one since the dry run moved
+    # the state as much as a generation would have.
+    if str(saved.get("stateJournal") or "") != ctx.state.journal_fingerprint():
+        raise StateConflict("changes were committed (queue, HTTP or SCIM writes) since the plan was made: plan again")
     started = time.monotonic()
     with lifecycle.scratch_dir() as workdir:
         plan = SyncPlan.from_artefact(saved, workdir)

@@ -49,6 +49,7 @@ from cvcsync.engine.circuit import CircuitBreaker
 from cvcsync.engine.outcomes import check_accounting
 from cvcsync.engine.settle import last_changes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
+from cvcsync.engine.views import ChangeSession
 from cvcsync.errors import CvcSyncError
 from cvcsync.inputs.changes import DELETE, UPSERT, UserChange
 from cvcsync.inputs.records import RecordError, User, parse_user
@@ -195,7 +196,6 @@ class Redrive:
         self.parked = ParkedLetters(ctx.sync.store, ctx.bucket, ctx.key(PARKED_DIR))
         self._handled: set[str] = set()  # identities settled in this pass: our own re-puts are not met twice
         self._workdir: Path | None = None
-        self._state: ShadowState | None = None
         self._page_runs = 0
 
     # -- the pass -------------------------------------------------------------------------------------------------
@@ -206,27 +206,23 @@ class Redrive:
             raise CvcSyncError("the redrive needs a dead-letter sink", code="NoDeadLetterSink")
         with tempfile.TemporaryDirectory(prefix="cvcsync-redrive-") as tmp:
             self._workdir = Path(tmp)
-            try:
-                pages = sink.pages(self.page_size)
-                while True:
-                    stop = self._reason_to_stop()
-                    if stop:
-                        self.report.status = stop
-                        break
-                    page = next(pages, None)
-                    if page is None:
-                        break
-                    fresh = [s for s in page if s.letter.identity not in self._handled]
-                    self.report.pages += 1
-                    self.report.read += len(fresh)
-                    self._page(fresh)
-                    if self.breaker.open:
-                        self.report.status = "circuit-open"
-                        self._circuit_opened()
-                        break
-            finally:
-                if self._state is not None:
-                    self._state.close()
+            pages = sink.pages(self.page_size)
+            while True:
+                stop = self._reason_to_stop()
+                if stop:
+                    self.report.status = stop
+                    break
+                page = next(pages, None)
+                if page is None:
+                    break
+                fresh = [s for s in page if s.letter.identity not in self._handled]
+                self.report.pages += 1
+                self.report.read += len(fresh)
+                self._page(fresh)
+                if self.breaker.open:
+                    self.report.status = "circuit-open"
+                    self._circuit_opened()
+                    break
         return self._close()
 
     def _reason_to_stop(self) -> str | None:
@@ -250,8 +246,7 @@ class Redrive:
         live = [i for i in items if i.outcome is None]
         if live:
             self._settle_duplicates(live)
-            state = self._fresh_state()
-            self._settle_stale([i for i in live if i.outcome is None], state)
+            self._settle_stale([i for i in live if i.outcome is None])
             self._settle_not_due([i for i in live if i.outcome is None])
             due = [i for i in live if i.outcome is None]
             if due:
@@ -274,11 +269,19 @@ class Redrive:
             else:
                 item.outcome = DUPLICATE
 
-    @staticmethod
-    def _settle_stale(items: list[_Item], state: ShadowState) -> None:
+    def _settle_stale(self, items: list[_Item]) -> None:
         """A letter older than the user's last applied change (a sync's, a queue change's, a redrive's) is stale,
-        by the queue's own rule (``clock.is_newer``) and event times only."""
-        known = last_changes(state, sorted({i.user_id for i in items}))  # with the last snapshot's time
+        by the queue's own rule (``clock.is_newer``) and event times only: before its backoff, so a stale letter
+        leaves the sink at once. The page's users are read one by one (``engine.views``), never the snapshot."""
+        if not items:
+            return
+        assert self._workdir is not None
+        session = ChangeSession(self.ctx.sync.state, self._workdir, run_id=f"{self.run_id}-read")
+        view = session.read(sorted({i.user_id for i in items}))
+        try:
+            known = last_changes(view.state, sorted({i.user_id for i in items}))  # with the last snapshot's time
+        finally:
+            view.state.close()
         for item in items:
             if not clock.is_newer(item.at, known.get(item.user_id)):
                 item.outcome = STALE
@@ -403,17 +406,6 @@ class Redrive:
         )
 
     # -- state and the end ----------------------------------------------------------------------------------------
-
-    def _fresh_state(self) -> ShadowState:
-        """The newest state, downloaded again only when a commit (ours or another run's) moved it on."""
-        assert self._workdir is not None
-        store = self.ctx.sync.state
-        generation = store.latest_generation()
-        if self._state is None or self._state.generation != generation:
-            if self._state is not None:
-                self._state.close()
-            self._state = store.checkout(self._workdir, generation)
-        return self._state
 
     def _circuit_opened(self) -> None:
         reason = self.breaker.reason or "CVC failing"

@@ -12,6 +12,11 @@ Every key (``u:<userId>``: the user's ``UserRow``; ``e:<eventId>``: when it was 
 1M. The header (offsets relative to the body, the bucket count, the state's meta table) is read once per
 generation and cached: generations never change. Offsets and sizes count bytes.
 
+A *reference* generation is a header alone, naming in ``base`` the generation object that holds its snapshot and
+index: what a commit that changed no user writes (an unchanged full snapshot re-uploaded: only its time, its row
+count and the last run are new, ``meta``). It costs one small create-only PUT instead of the whole snapshot down and
+up again (20 s at 1M users); a reference always names an object with a body, never another reference.
+
 A generation written before this format is a plain ``gzip(SQLite)``: ``extract`` reads it as before, and
 ``GenerationReader`` says it has no index (the change path then asks for one to be written: ``StateStore``).
 """
@@ -28,7 +33,7 @@ import threading
 import weakref
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -133,6 +138,12 @@ def _write_index(state: ShadowState, target: BinaryIO, workdir: Path) -> tuple[i
         scratch.unlink(missing_ok=True)
 
 
+def reference(*, generation: int, base_key: str, meta: dict[str, str], settled: list[str]) -> bytes:
+    """A reference generation (module docstring): ``meta`` is the whole meta table of the new generation."""
+    raw = orjson.dumps({"format": FORMAT, "generation": generation, "base": base_key, "meta": meta, "settled": settled})
+    return MAGIC + _U32.pack(len(raw)) + raw
+
+
 def write(state: ShadowState, target: Path) -> dict[str, Any]:
     """``state`` (committed, closed or not) as a generation object at ``target``; returns its header."""
     workdir = target.parent
@@ -191,7 +202,8 @@ class _Limited(io.RawIOBase):
 
 def extract(stream: BinaryIO, target: Path) -> dict[str, Any] | None:
     """The SQLite snapshot of a generation object read from ``stream`` into ``target``; its header (None: a
-    generation of the old format, plain gzip). Reads no byte of the index."""
+    generation of the old format, plain gzip). Reads no byte of the index. A reference generation has no snapshot of
+    its own: its header is returned (``base`` names the object to extract) and ``target`` is left alone."""
     head = stream.read(len(MAGIC))
     if head[:2] == GZIP_MAGIC:
         with gzip.GzipFile(fileobj=_Chain(head, stream)) as source, target.open("wb") as out:
@@ -201,6 +213,8 @@ def extract(stream: BinaryIO, target: Path) -> dict[str, Any] | None:
         raise GenerationFormatError("a state generation in an unknown format: is a newer cvc-sync writing it?")
     (length,) = _U32.unpack(stream.read(_U32.size))
     header: dict[str, Any] = orjson.loads(stream.read(length))
+    if header.get("base"):
+        return header
     _, size = header["sqlite"]
     with gzip.GzipFile(fileobj=_Limited(stream, int(size))) as source, target.open("wb") as out:
         shutil.copyfileobj(source, out, COPY_BUFFER)
@@ -240,6 +254,7 @@ class Header:
     keys: int
     meta: dict[str, str]
     settled: tuple[str, ...] = ()  # in-flight lists recent generations settled
+    source: str | None = None  # the object holding the body: a reference generation's base (None: this one)
 
 
 _HEADERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Header | None]] = weakref.WeakKeyDictionary()
@@ -272,14 +287,22 @@ class GenerationReader:
             if len(raw) < length:
                 raw = self.store.read_range(self.bucket, self.key, start, start + length) or b""
             data = orjson.loads(raw)
-            header = Header(
-                start + length,
-                int(data["table"]),
-                int(data["buckets"]),
-                int(data["keys"]),
-                data["meta"],
-                tuple(data.get("settled") or ()),
-            )
+            if data.get("base"):  # a reference: the base's body, this generation's meta
+                base = GenerationReader(self.store, self.bucket, str(data["base"])).header()
+                if base is None or base.source is not None:
+                    raise GenerationFormatError(f"state generation {self.key} names a base without an index")
+                header = replace(
+                    base, meta=data["meta"], settled=tuple(data.get("settled") or ()), source=str(data["base"])
+                )
+            else:
+                header = Header(
+                    start + length,
+                    int(data["table"]),
+                    int(data["buckets"]),
+                    int(data["keys"]),
+                    data["meta"],
+                    tuple(data.get("settled") or ()),
+                )
         else:
             raise GenerationFormatError(f"state generation {self.key} is in an unknown format")
         with _HEADERS_LOCK:
@@ -306,15 +329,16 @@ class GenerationReader:
 
     def block(self, header: Header, bucket: int, wanted: set[str]) -> dict[str, Any]:
         """Those of ``wanted`` (keys of ``bucket``) the generation holds: two ranged GETs, 16 bytes and a block."""
+        key = header.source or self.key
         at = header.body + header.table + bucket * _U64.size
-        pair = self.store.read_range(self.bucket, self.key, at, at + 2 * _U64.size)
+        pair = self.store.read_range(self.bucket, key, at, at + 2 * _U64.size)
         if pair is None or len(pair) < 2 * _U64.size:
             raise CvcSyncError(f"state generation {self.key} vanished while reading it", code="StateMissing")
         start, end = _U64.unpack(pair[:8])[0], _U64.unpack(pair[8:])[0]
         if end <= start:
             return {}
         data = self.store.read_range(
-            self.bucket, self.key, header.body + header.table + start, header.body + header.table + end
+            self.bucket, key, header.body + header.table + start, header.body + header.table + end
         )
         if data is None:
             raise CvcSyncError(f"state generation {self.key} vanished while reading it", code="StateMissing")

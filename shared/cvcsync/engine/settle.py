@@ -183,9 +183,14 @@ def _lose_race(state: ShadowState, write: Write, newer: str) -> Repair:
     change = found.fetchone()
     # No change of its own at that time: the newer one is a full snapshot, which listed the user if the state holds
     # it (it wrote, failed to write, or found in place every user it listed; it deleted or failed to delete, with
-    # a change of its own, every user it lacked; ``snapshot_repairs`` covers the ones it never knew).
-    newer_op = change[0] if change else (UPSERT if row is not None else DELETE)
-    if newer_op == UPSERT and row is not None:
+    # a change of its own, every user it lacked; ``snapshot_repairs`` covers the ones it never knew). A row that
+    # only an in-flight mark made (a create's intent: never synced) is no sign that the snapshot listed the user.
+    marked_only = state.db.execute(
+        "SELECT 1 FROM users WHERE user_id = ? AND hash = ? AND synced_at = ''", (write.user_id, UNCERTAIN)
+    ).fetchone()
+    held = row is not None and not (change is None and marked_only)
+    newer_op = change[0] if change else (UPSERT if held else DELETE)
+    if newer_op == UPSERT and row is not None and held:
         state.mark_uncertain([(write.user_id, None)])  # keeps the newer record
         return Repair(write.user_id, newer, UPSERT, row[1])
     mine = write.record or orjson.dumps({"userId": write.user_id}).decode()

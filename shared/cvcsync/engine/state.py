@@ -261,10 +261,16 @@ class StateStore:
         path = workdir / f"state-{generation:08d}.sqlite"
         if path.exists():
             path.unlink()
+        header: dict[str, Any] | None = None
         if generation:
+            key = self._key(generation)
             try:
-                with self.store.open(self.bucket, self._key(generation)) as stream:
-                    generation_file.extract(stream, path)
+                with self.store.open(self.bucket, key) as stream:
+                    header = generation_file.extract(stream, path)
+                if header is not None and header.get("base"):  # a reference: the base's snapshot, its own meta
+                    key = str(header["base"])
+                    with self.store.open(self.bucket, key) as stream:
+                        generation_file.extract(stream, path)
             except CvcSyncError as exc:
                 if exc.code != "NoSuchKey":
                     raise
@@ -272,6 +278,9 @@ class StateStore:
                     f"state generation {generation} vanished while reading it", code="StateMissing"
                 ) from exc
         state = ShadowState(path, generation)
+        if header is not None and header.get("base"):
+            state.db.execute("DELETE FROM meta")
+            state.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(header["meta"].items()))
         try:
             self._fold_journal(state)
             self._fold_in_flight(state, workdir)
@@ -363,6 +372,99 @@ class StateStore:
                 )
         raise CvcSyncError("could not commit the shadow state: too many concurrent runs", code="StateContention")
 
+    def commit_unchanged(
+        self,
+        changes: Changes,
+        *,
+        run_id: str,
+        snapshot_rows: int | None,
+        planned_on: int,
+        journal: str,
+        late_repairs: list[Repair],
+    ) -> int | None:
+        """Commit a run that changed no user as a reference generation (``engine.generation``): one small PUT
+        instead of the snapshot down and up again. Only when the state has not moved since the plan (the generation
+        ``planned_on`` is the newest, and the journal's fingerprint is still ``journal``): then the plan saw every
+        change, and ``changes`` (run on the generation's meta alone) can only record meta. None: it moved, or
+        ``changes`` touched a user, or the generation has no index; commit the whole state instead (``commit``).
+
+        In-flight lists and journal entries are left as they are (this commit settles and folds nothing); a change
+        committed between the fingerprint and the PUT is replayed on the new generation for its races with this
+        one (``_late_races``), as a whole commit does."""
+        if not planned_on or self.latest_generation() != planned_on:
+            return None
+        before = [key for key, _ in self.journal.list_all()]
+        if journal_fingerprint(before) != journal:
+            return None
+        header = self.reader(planned_on).header()
+        if header is None:
+            return None
+        generation_next = planned_on + 1
+        manifest = self.read_manifest()
+        with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
+            state = ShadowState(Path(tmp) / "meta.sqlite", planned_on)
+            try:
+                state.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(header.meta.items()))
+                self.fold_manifest(state, manifest)
+                state.db.execute("BEGIN")
+                changes(state)
+                if snapshot_rows is not None:
+                    state.set_meta("snapshot_rows", str(snapshot_rows))
+                now = clock.now()
+                state.set_meta("run_id", run_id)
+                state.set_meta("committed_at", clock.report_time(now))
+                state.db.execute("COMMIT")
+                if state.count() or state.db.execute("SELECT COUNT(*) FROM changes").fetchone()[0]:
+                    return None  # not a meta-only commit after all
+                meta = state.all_meta()
+            finally:
+                state.close()
+        body = generation_file.reference(
+            generation=generation_next,
+            base_key=header.source or self._key(planned_on),
+            meta=meta,
+            settled=list(header.settled),
+        )
+        if not self.store.put_bytes(
+            self.bucket, self._key(generation_next), body, content_type="application/octet-stream", if_absent=True
+        ):
+            return None  # another commit took the number: the state moved
+        self.remember_generation(generation_next)
+        users, uncertain = int(manifest.get("users") or 0), int(manifest.get("uncertain") or 0)
+        published = self._manifest(
+            generation_next, users + uncertain, uncertain, run_id, meta.get("committed_at") or ""
+        )
+        self._publish_manifest(generation_next, published)
+        late_repairs.extend(self._late_races_unchanged(generation_next, set(before)))
+        self._prune(generation_next, keep=header.source or self._key(planned_on))
+        log.info("state committed (unchanged: meta only)", extra={"generation": generation_next, "runId": run_id})
+        return generation_next
+
+    def _late_races_unchanged(self, generation: int, seen: set[str]) -> list[Repair]:
+        """After ``commit_unchanged``: the races of the entries committed since its fingerprint (not in ``seen``)
+        with it (``_late_races``), on the users they name, read from the new generation's index."""
+        listed = [key for key, _ in self.journal.list_all()]
+        fresh = {key.rsplit("/", 2)[-2] for key in listed if key not in seen}
+        if not fresh:
+            return []
+        entries = self.journal.read([key for key in listed if key.rsplit("/", 2)[-2] in fresh])
+        reader = self.reader(generation)
+        header = reader.header()
+        assert header is not None
+        users = sorted({e.user_id for e in entries})
+        found = reader.lookup([generation_file.USER + uid for uid in users], header)
+        with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
+            state = ShadowState(Path(tmp) / "late.sqlite", generation)
+            try:
+                state.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(header.meta.items()))
+                state.put_rows(
+                    UserRow.from_json(key[len(generation_file.USER) :], value) for key, value in found.items()
+                )
+            finally:
+                state.close()
+            late = {e.entry_id for e in entries if self.journal.entry_key(e.user_id, e.seq) not in seen}
+            return self._late_races(Path(tmp) / "late.sqlite", generation, [], entries=entries, only=late)
+
     def _record_folds(self, state: ShadowState, settles_in_flight: bool) -> list[str]:
         """Which of the journal entries folded into ``state`` the generation takes over: all of them, or (a commit
         that settles nothing) all but each user's trailing intents, whose runs are still answerable for them. The
@@ -393,23 +495,32 @@ class StateStore:
         )
         return [self.journal.entry_key(e.user_id, e.seq) for e in taken]
 
-    def _late_races(self, path: Path, generation: int, folded: list[str]) -> list[Repair]:
+    def _late_races(
+        self,
+        path: Path,
+        generation: int,
+        folded: list[str],
+        *,
+        entries: list[Entry] | None = None,
+        only: set[str] | None = None,
+    ) -> list[Repair]:
         """Change-path entries this commit did not see (written after its checkout read the journal) whose writers
         read an older generation, and so may not have seen this one when they checked (``engine.views``): both
         this commit's writes (or snapshot) and theirs reached CVC in an unknown order. Replayed on this generation,
         as every reader will replay them, their races come back as repairs. (A writer that did see the generation
         repairs them too: a repair applied twice is applied once, the second is stale.)"""
-        done = set(folded)
-        fresh = [key for key, _ in self.journal.list_all() if key not in done]
-        if not fresh:
-            return []
+        if entries is None:
+            done = set(folded)
+            fresh = [key for key, _ in self.journal.list_all() if key not in done]
+            if not fresh:
+                return []
+            entries = self.journal.read(fresh)
         state = ShadowState(path, generation)
         try:
-            entries = self.journal.read(fresh)
             marks = {uid: row.hw for uid, row in state.rows(sorted({e.user_id for e in entries})).items()}
             pending = [e for e in entries if e.seq > marks.get(e.user_id, 0)]
             raised = replay(state, pending)
-            late = {e.entry_id for e in pending if e.generation < generation}
+            late = {e.entry_id for e in pending if e.generation < generation and (only is None or e.entry_id in only)}
             return [repair for entry_id, found in raised.items() if entry_id in late for repair in found]
         finally:
             state.close()
@@ -514,7 +625,10 @@ class StateStore:
                 return candidate, body
         return None
 
-    def _prune(self, newest: int) -> None:
+    def _prune(self, newest: int, *, keep: str | None = None) -> None:
+        """Remove generations past the last ``KEEP_GENERATIONS``, but ``keep`` (the newest one's base)."""
         for generation in range(max(1, newest - KEEP_GENERATIONS - 5), newest - KEEP_GENERATIONS + 1):
+            if self._key(generation) == keep:
+                continue
             self.store.delete(self.bucket, self._key(generation))
             self.store.delete(self.bucket, self._manifest_copy_key(generation))

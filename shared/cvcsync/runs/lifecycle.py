@@ -127,6 +127,7 @@ def commit_state(run: Run) -> None:
         also=snapshot,
         needed=bool(written) or accepted,
         snapshot_rows=plan.valid_users() if accepted else None,
+        unchanged=not written,
     )
 
 

@@ -152,6 +152,7 @@ class Run:
         needed: bool = True,
         snapshot_rows: int | None = None,
         repair_letters_to_sink: bool = True,
+        unchanged: bool = False,
     ) -> list[Repair]:
         """Record what CVC now holds: each write at its event time through the one rule (``engine.settle``),
         against the generation the plan was made on. ``writes`` is called afresh on each attempt (a commit that
@@ -162,7 +163,8 @@ class Run:
 
         Races lost to newer changes committed meanwhile come back as repairs: dead-lettered, so the newest change
         is applied again (``repair_letters_to_sink=False``: a writer with no sink of its own, reconcile, only
-        counts them)."""
+        counts them). ``unchanged``: the plan wrote no user; when the state has not moved since the plan, only the
+        meta ``also`` records is committed (``StateStore.commit_unchanged``: one small object, not the snapshot)."""
         report = self.report
         if not needed and not report.state.get("inFlight"):
             report.state.setdefault("generationAfter", report.state.get("generationBefore"))
@@ -184,9 +186,22 @@ class Run:
                     also(state, repairs)
 
             late: list[Repair] = []
-            report.state["generationAfter"] = self.ctx.state.commit(
-                changes, run_id=self.run_id, snapshot_rows=snapshot_rows, late_repairs=late
-            )
+            committed = None
+            if unchanged and self._plan is not None and not report.state.get("inFlight"):
+                committed = self.ctx.state.commit_unchanged(
+                    changes,
+                    run_id=self.run_id,
+                    snapshot_rows=snapshot_rows,
+                    planned_on=self._plan.state_generation,
+                    journal=self._plan.state_journal,
+                    late_repairs=late,
+                )
+                report.state["metaOnly"] = committed is not None
+            if committed is None:
+                committed = self.ctx.state.commit(
+                    changes, run_id=self.run_id, snapshot_rows=snapshot_rows, late_repairs=late
+                )
+            report.state["generationAfter"] = committed
             repairs.extend(late)
         if repairs:
             report.state["repairs"] = len(repairs)

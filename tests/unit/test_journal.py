@@ -476,6 +476,24 @@ def test_a_long_journal_is_folded_into_a_generation_by_the_next_checkout(cvc: In
     assert manifest["users"] == 9 and manifest["runId"] == runs[-1].report.run_id
 
 
+@pytest.mark.parametrize(("users", "inline"), [(50, True), (20_001, False)])
+def test_a_process_compacts_its_own_entries_only_while_a_compaction_is_cheap(
+    cvc: InProcessCvc, users: int, inline: bool
+) -> None:
+    """Past ``INLINE_COMPACT_KEYS`` no change run pays for a whole generation: the scheduled redrive compacts."""
+    from cvcsync.engine import views
+
+    store = MemoryObjectStore()
+    states = seed(store, users)
+    ctx = context(store, cvc)
+    ctx.state.compact_pending = 4
+    views._appended.clear()  # this process's count so far (other tests')
+    for i in range(3):  # six entries: past the limit of four
+        run(ctx, upsert(f"n-{i}", "新", T0 + timedelta(hours=1)))
+    assert (ctx.state.latest_generation() == 2) is inline and (journal_keys(store) == []) is inline
+    assert states.latest_generation() == (2 if inline else 1)
+
+
 def test_the_manifest_names_the_newest_commit_and_moves_its_counts(cvc: InProcessCvc) -> None:
     store = MemoryObjectStore()
     seed(store, 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from cvcsync.runs.changes import ChangeSyncResult, sync_changes
 from cvcsync.runs.export import sync_source
 from cvcsync.schedule import alerts
 from cvcsync.schedule.context import LAST_SYNC_META, ScheduleSettings
-from cvcsync.schedule.redrive import Redrive
+from cvcsync.schedule.redrive import Redrive, run_redrive
 from support.inprocess_cvc import ENDPOINT, KEY, Gateway, WsgiAdapter
 from support.schedule import START, World, change_letter, delete_letter, upload_letter, user, world
 
@@ -215,6 +216,25 @@ def test_a_letter_older_than_a_queue_change_is_stale_before_its_backoff_without_
     result = redrive(w)  # the letter's backoff has not passed: stale all the same
     assert result["outcomes"]["stale"] == 1 and letters(w) == []
     assert w.cvc.users()["u-1"]["userName"] == "newer" and opened == []
+
+
+def test_the_redrive_folds_a_long_journal_into_a_generation_after_its_pass() -> None:
+    """Change runs on a large directory never compact inline (no request waits for a whole generation): the timer's
+    redrive does, once the journal is past ``compact_pending``; a short journal is left alone."""
+    w = world(settings=SETTINGS)
+    states = w.ctx.sync.state
+    states.compact_pending = 1000  # the change runs' own compaction: not reached
+    for n in range(2):
+        changes(w, upsert_change(f"u-{n}", "甲", "2024-05-01T08:00:00Z"))  # an intent and a write entry each
+    assert len(list(w.store.list_keys("state", states.prefix + "journal/"))) == 4
+    states.compact_pending = 4
+    assert run_redrive(w.ctx, {})["compactedGeneration"] is None  # four: not past the limit
+    states.compact_pending = 1000
+    changes(w, upsert_change("u-2", "乙", "2024-05-01T08:00:00Z"))
+    states.compact_pending = 4
+    done = run_redrive(w.ctx, {})
+    assert done["compactedGeneration"] == 1 and list(w.store.list_keys("state", states.prefix + "journal/")) == []
+    assert sorted(users_in_state(w, Path(tempfile.mkdtemp()))) == ["u-0", "u-1", "u-2"]
 
 
 def test_an_upload_letter_older_than_a_later_sync_of_the_user_is_stale() -> None:

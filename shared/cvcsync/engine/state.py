@@ -292,6 +292,15 @@ class StateStore:
             raise
         return state
 
+    def compact_if_long(self) -> int | None:
+        """Compact when the journal holds more than ``compact_pending`` entries (one LIST, stopped there): the
+        scheduled redrive's step after its pass, so that a large directory's compaction runs in no request's time
+        (``engine.views`` compacts inline only while a compaction is cheap). The new generation, or None."""
+        if self.journal.list_pending(self.compact_pending) is not None:
+            return None
+        log.info("the state journal is long: folding it into a generation")
+        return self.compact()
+
     def compact(self) -> int:
         """Fold the journal (and the applied event ids) into a new generation that records no run's writes: the
         last commit's run and time stay the newest ones (the heartbeat's "last sync" is not a compaction)."""

@@ -61,6 +61,9 @@ IN_FLIGHT_FOLD_BYTES = 16 * 1024  # in-flight lists (gzip) small enough for a ch
 LIST_WHOLE_FROM = 16  # users in a read from which one listing of the whole journal may replace one per user
 LIST_WHOLE_LIMIT = 2000  # entries: two pages of a listing, at most
 COMPACT_SHARE = 10  # a process compacts after appending max(compact_pending, users / COMPACT_SHARE) entries
+# ... but only while a compaction is cheap (about a second): beyond, the scheduled redrive compacts after its pass
+# (``StateStore.compact_if_long``), so that no queue message or SCIM request waits for a whole generation.
+INLINE_COMPACT_KEYS = 20_000
 TAKEN = "journal numbers taken by concurrent writers of the same users; reading those users again"
 
 _appended: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], int]] = weakref.WeakKeyDictionary()
@@ -597,8 +600,11 @@ class ChangeSession:
 
     def _maybe_compact(self) -> None:
         """This process has written many entries since it last folded them: fold them into a generation, so a state
-        only change runs write (a warm container's /tmp, a SCIM-only deployment) stays small."""
+        only change runs write (a warm container's /tmp, a SCIM-only deployment) stays small. Not for a directory
+        past ``INLINE_COMPACT_KEYS``: the scheduled redrive compacts that one."""
         store = self.store
+        if self.keys > INLINE_COMPACT_KEYS:
+            return
         with _appended_lock:
             counts = _appended.setdefault(store.store, {})
             key = (store.bucket, store.prefix)

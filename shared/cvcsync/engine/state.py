@@ -282,11 +282,15 @@ class StateStore:
             state.db.execute("DELETE FROM meta")
             state.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(header["meta"].items()))
         try:
+            # One transaction: SQLite outside one commits each row of a fold on its own (an in-flight list of 100k
+            # users took 2.6 s, 0.13 s inside one).
+            state.db.execute("BEGIN")
             self._fold_journal(state)
             self._fold_in_flight(state, workdir)
             self._fold_events(state)
             if newest:
                 self.fold_manifest(state)
+            state.db.execute("COMMIT")
         except BaseException:
             state.close()
             raise

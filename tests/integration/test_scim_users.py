@@ -183,7 +183,9 @@ def test_the_deletion_limit_refuses_with_403_an_alert_and_a_report(
     alert = [r for r in caplog.records if r.getMessage() == "sync refused by a safety gate"]
     assert alert and alert[0].guard == "scimDeletionLimit"  # type: ignore[attr-defined]
     refusal = report(moto, refused.json()["urn:cvcsync:scim:error"]["runId"])
-    assert refusal["outcomes"]["rejected"] == 1 and refusal["problems"][0]["code"] == "ScimDeletionLimit"
+    # The refused removal is one record the gate skipped, as in an upload a gate stops: the run is refused.
+    assert refusal["status"] == "refused" and refusal["outcomes"]["skippedByGuard"] == 1
+    assert [(g["name"], g["passed"]) for g in refusal["guards"]] == [("scimDeletionLimit", False)]
     # Changes that remove nobody still go through.
     assert scim(api, "PATCH", f"/Users/{ids[2]}", patch({"op": "add", "path": "title", "value": "x"})).status == 200
 

@@ -40,7 +40,7 @@ import orjson
 
 from cvcsync import clock
 from cvcsync.engine.circuit import CircuitBreaker
-from cvcsync.engine.outcomes import Outcome, Problem, RunReport, final_status
+from cvcsync.engine.outcomes import GuardResult, Outcome, Problem, RunReport, final_status
 from cvcsync.engine.plan import decide
 from cvcsync.engine.settle import DELETE, UPSERT, Repair, Write, last_changes
 from cvcsync.engine.state import EVENT_MEMORY_DAYS, ShadowState
@@ -78,7 +78,9 @@ class ChangeEntry:
 class ChangeBatch:
     """Everything one run writes. ``writer`` names who (``queue``, ``http``: the circuit alert's source);
     ``malformed``: inputs that never became changes, dead-lettered as they are; ``rejected``: inputs the writer
-    refused and answered itself (an HTTP entry that is no valid user). Each of those is one record of the run.
+    refused and answered itself (an HTTP entry that is no valid user); ``skipped``: changes a safety gate the writer
+    checked refused (``guards``, the failed one among them: the run is ``refused``, as an upload a gate stops). Each
+    of those is one record of the run.
     ``dead_letters=False``: the writer keeps its failed entries itself (the redrive re-puts its letters with their
     history); ``on_commit``: what else the writer records in the same state commit. It is given a view of the run's
     users (``engine.views``): what it may record there is applied event ids (``ShadowState.record_events``) and
@@ -90,6 +92,8 @@ class ChangeBatch:
     entries: list[ChangeEntry]
     malformed: list[DeadLetter] = field(default_factory=list)
     rejected: list[Problem] = field(default_factory=list)
+    guards: list[GuardResult] = field(default_factory=list)
+    skipped: int = 0
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     dead_letters: bool = True
     on_commit: Callable[[ShadowState], None] | None = None
@@ -260,10 +264,12 @@ def run_changes(
                     run.apply()
                 _take_outcomes(items, plan, run.breaker)
             # A malformed input or a rejected entry is one record: its changes are unknowable.
-            report.rows_read = len(items) + len(batch.malformed) + len(batch.rejected)
+            report.rows_read = len(items) + len(batch.malformed) + len(batch.rejected) + batch.skipped
             outcomes = Counter(i.outcome for i in items)
             outcomes[Outcome.DEAD_LETTERED.value] += len(batch.malformed)
             outcomes[Outcome.REJECTED.value] += len(batch.rejected)
+            outcomes[Outcome.SKIPPED_BY_GUARD.value] += batch.skipped
+            report.guards = list(batch.guards)
             report.outcomes = {o.value: outcomes.get(o.value, 0) for o in Outcome}
             report.problem_count = len(batch.rejected)
             report.problems = batch.rejected[:MAX_PROBLEMS_IN_REPORT]
@@ -275,7 +281,7 @@ def run_changes(
         finally:
             if plan is not None:
                 plan.close()
-    report.status = final_status(report.outcomes, refused=False).value
+    report.status = final_status(report.outcomes, refused=report.refused).value
     if run.breaker is not None and run.breaker.reason:
         report.messages.append(f"circuit open: {run.breaker.reason}")
         run.alert_circuit_open()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cvcsync import clock
-from cvcsync.engine.outcomes import Outcome, Problem
+from cvcsync.engine.outcomes import GuardResult, Outcome, Problem
 from cvcsync.http_api.errors import ApiError, run_errors
 from cvcsync.http_api.handlers import Dependencies
 from cvcsync.http_api.scim.deletions import DeletionLimit
@@ -83,8 +83,16 @@ def _source(ctx: WriteContext, scim_id: str) -> dict[str, Any]:
     }
 
 
-def _run(ctx: WriteContext, scim_id: str, changes: list[UserChange], rejected: list[Problem]) -> ChangeRun:
-    """``changes`` through the lifecycle as one run of the ``scim`` writer; its report is stored."""
+def _run(
+    ctx: WriteContext,
+    scim_id: str,
+    changes: list[UserChange],
+    rejected: list[Problem],
+    *,
+    refused: GuardResult | None = None,
+) -> ChangeRun:
+    """``changes`` through the lifecycle as one run of the ``scim`` writer; its report is stored. ``refused``: the
+    safety gate that refused the request's change (one record, ``skippedByGuard``; the run is ``refused``)."""
     deps = ctx.deps
     bucket = ctx.settings.bucket
     assert bucket is not None  # handlers refuse SCIM without one
@@ -94,7 +102,14 @@ def _run(ctx: WriteContext, scim_id: str, changes: list[UserChange], rejected: l
     arrival = clock.now()  # a SCIM change has no time of its own: it happened when its request arrived
     source = _source(ctx, scim_id)
     entries = [ChangeEntry(change, arrival, {**source, "index": i}) for i, change in enumerate(changes)]
-    batch = ChangeBatch(writer="scim", source=source, entries=entries, rejected=rejected)
+    batch = ChangeBatch(
+        writer="scim",
+        source=source,
+        entries=entries,
+        rejected=rejected,
+        guards=[refused] if refused is not None else [],
+        skipped=int(refused is not None),
+    )
     breaker = RequestBreaker(deps.state.circuit)
     with _api_errors(), run_errors():
         run_ctx = services.build_context(deps.invocation, bucket, inline=None, env=deps.env, reads_files=False)
@@ -159,8 +174,8 @@ def _refuse_deletion(ctx: WriteContext, doc: Document) -> ScimError:
     )
     # The alert a refused upload raises: the same ERROR line, which log-based alarms match on.
     log.error("sync refused by a safety gate", extra={"guard": DELETION_GUARD, "detail": detail, "scimId": doc.id})
-    problem = Problem("ScimDeletionLimit", detail, user_id=doc.cvc_user_id)
-    report = _run(ctx, doc.id, [], [problem]).report
+    refused = GuardResult(DELETION_GUARD, passed=False, detail=detail)
+    report = _run(ctx, doc.id, [], [], refused=refused).report
     return ScimError(403, detail, code="DeletionLimit", extra={"runId": report.run_id, "guard": DELETION_GUARD})
 
 

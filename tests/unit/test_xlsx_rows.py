@@ -108,6 +108,25 @@ def test_cells_keep_their_text_through_a_real_workbook() -> None:
     ]
 
 
+def test_a_number_cell_formatted_with_zero_padding_keeps_its_zeros_as_excel_shows_them() -> None:
+    """Employee numbers kept as numbers formatted ``000000``: Excel shows (and its CSV export writes) 000123; only
+    a format of zeros alone pads (``0``, ``0.00`` and General do not)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["userId", "userName", "groupId", "groupName", "note"])
+    sheet.append([123, "甲", 88, "示例科技", 7])
+    sheet.append([4567890, "乙", 88, "示例科技", 7.5])
+    for row in (2, 3):
+        sheet.cell(row=row, column=1).number_format = "000000"
+        sheet.cell(row=row, column=3).number_format = "0"
+        sheet.cell(row=row, column=5).number_format = "0.00"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    got = [list(row.data.values()) for row in read_records(io.BytesIO(buffer.getvalue()), name="ids.xlsx")]
+    assert got == [["000123", "甲", "88", "示例科技", "7"], ["4567890", "乙", "88", "示例科技", "7.5"]]
+
+
 def test_rows_are_padded_to_the_header_and_a_value_beyond_it_is_an_error_row() -> None:
     raw = workbook(["工号", "姓名", "部门"], ["1", "张伟"], ["2", "李娜", "研发部", None, None], ["3", "王芳", "", "x"])
     assert data(read_records(io.BytesIO(raw))) == [

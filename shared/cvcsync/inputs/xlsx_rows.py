@@ -124,7 +124,7 @@ def cell_text(value: Any) -> str:
 
 def _cell(cell: Any, widths: dict[Any, int]) -> str:
     """A read-only cell as text: ``cell_text`` of its value, with the zeros of a zero-padded number format."""
-    value = getattr(cell, "value", None)  # an EmptyCell has a value of None too
+    value: Any = getattr(cell, "value", None)  # an EmptyCell has a value of None too
     kind = value.__class__
     if kind is str:
         return str(value)

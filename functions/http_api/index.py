@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvcsync.platform.triggers.http import handle
+from cvcsync.platform.cold_start import cold_imports
+
+with cold_imports():
+    from cvcsync.platform.triggers.http import handle
 
 
 def handler(request_or_event: Any, start_response_or_context: Any) -> Any:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cvcsync.platform.triggers.queue import handle
+from cvcsync.platform.cold_start import cold_imports
+
+with cold_imports():
+    from cvcsync.platform.triggers.queue import handle
 
 
 def handler(event: Any, context: Any) -> Any:

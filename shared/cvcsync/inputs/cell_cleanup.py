@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cache
 from typing import Any
 
 NFKC_FIELDS = frozenset({"userId", "groupId", "departId", "userMobile", "userTel", "userEmail"})
@@ -66,11 +67,27 @@ _SPACE_RUN = re.compile(r" {2,}")
 # Han (with its radicals, 々〆〇 and the compatibility ideographs) and kana: scripts written without spaces.
 _HAN_KANA = "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _HAN_KANA += "\U00020000-\U0003ffff"
-_SPACE_IN_HAN = re.compile(rf"(?<=[{_HAN_KANA}]) (?=[{_HAN_KANA}])")
-_NAME_SPACING = re.compile(rf" {{2}}|(?<=[{_HAN_KANA}]) (?=[{_HAN_KANA}])")  # what tidy_name would change
-_CJK = re.compile(rf"[{_HAN_KANA}\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")  # Han, kana and Hangul
 RISKY_FIRST = "=+-@ \t\r\n\u3000\xa0"  # a formula's first character, or blank space a strip would remove
 _PREVIEW = 32
+
+
+# The patterns over the Han, kana and Hangul ranges take about 7 ms to compile together: compiled on first use, so
+# a cold start whose names hold no space (and no given/family name to join) never pays for them.
+@cache
+def _space_in_han() -> re.Pattern[str]:
+    return re.compile(rf"(?<=[{_HAN_KANA}]) (?=[{_HAN_KANA}])")
+
+
+@cache
+def _name_spacing() -> re.Pattern[str]:
+    """What ``tidy_name`` would change: two spaces, or one between Han or kana."""
+    return re.compile(rf" {{2}}|(?<=[{_HAN_KANA}]) (?=[{_HAN_KANA}])")
+
+
+@cache
+def _cjk() -> re.Pattern[str]:
+    """Han, kana and Hangul."""
+    return re.compile(rf"[{_HAN_KANA}\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 
 
 # -- formulas ----------------------------------------------------------------------------------------------------
@@ -137,17 +154,17 @@ def tidy_name(text: str) -> str:
     if "  " in text:
         text = _SPACE_RUN.sub(" ", text)
     if " " in text and not text.isascii():
-        text = _SPACE_IN_HAN.sub("", text)
+        text = _space_in_han().sub("", text)
     return text.strip()
 
 
 def name_spacing_changes(text: str) -> bool:
     """Would ``tidy_name`` change this printable text? (Two spaces, or a space between Han or kana.)"""
-    return " " in text and _NAME_SPACING.search(text) is not None
+    return " " in text and _name_spacing().search(text) is not None
 
 
 def has_cjk(text: str) -> bool:
-    return _CJK.search(text) is not None
+    return _cjk().search(text) is not None
 
 
 def join_name(given: str, family: str, order: str) -> str:

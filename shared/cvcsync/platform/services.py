@@ -19,12 +19,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cvcsync.adapters.credentials import default_credentials, from_fc_context
 from cvcsync.adapters.cvc import CvcClient
 from cvcsync.adapters.objects import LocalObjectStore
-from cvcsync.adapters.s3 import S3ObjectStore, s3_client
 from cvcsync.adapters.secrets import SecretReader
 from cvcsync.adapters.secrets import clear_cache as clear_secret_cache
 from cvcsync.config import (
@@ -37,9 +36,11 @@ from cvcsync.config import (
 )
 from cvcsync.errors import ConfigurationError
 from cvcsync.outputs.deadletters import LogDeadLetterSink
-from cvcsync.outputs.letter_sinks import deadletter_sink_from_env
 from cvcsync.platform.context import Dispatcher, SyncContext
 from cvcsync.platform.runtime import FC, LAMBDA, Invocation
+
+if TYPE_CHECKING:
+    from cvcsync.adapters.s3 import S3ObjectStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,6 +82,8 @@ def _fc_key_id(invocation: Invocation) -> str | None:
 
 
 def object_store(invocation: Invocation, env: Mapping[str, str]) -> S3ObjectStore:
+    from cvcsync.adapters.s3 import S3ObjectStore, s3_client  # here: the stateless queue path never needs S3
+
     key = ("s3", _fc_key_id(invocation), tuple(sorted((k, v) for k, v in env.items() if k.startswith("CVCSYNC_S3"))))
     return _cached(key, lambda: S3ObjectStore(s3_client(env, fc_context=invocation.fc_context)))
 
@@ -159,6 +162,8 @@ def build_context(
     (the queue function), so no dispatcher (and no Lambda or FC client) is built. ``reads_files=False``: the caller
     never reads an export (the queue and scheduled functions), so no column mapping is loaded.
     """
+    from cvcsync.outputs.letter_sinks import deadletter_sink_from_env  # as object_store: off the stateless path
+
     env = os.environ if env is None else env
     settings = SyncSettings.from_env(env)
     store = object_store(invocation, env)

@@ -48,6 +48,26 @@ def test_the_header_is_found_below_title_notes_and_blank_rows() -> None:
     ]
 
 
+def test_a_second_header_row_of_labels_is_skipped_with_a_notice_not_read_as_a_user() -> None:
+    """SuccessFactors' user data file: technical names, then the labels; and a header pasted twice."""
+    stream = read(
+        "STATUS,USERID,USERNAME,FIRSTNAME,MI,LASTNAME,EMAIL,DEPARTMENT\n"
+        "Status,User ID,Username,First Name,Middle Name,Last Name,Email,Department\n"
+        "active,sf-001,lwei,Wei,,Li,lwei@example.com,R&D\n"
+    )
+    assert lines_and_ids(stream) == [(3, "active")]
+    assert stream.notices == [
+        "line 2: skipped a second header row (the columns' labels): 'Status, User ID, Username, First Name, M…'"
+    ]
+    again = read(f"{HEADER}\n\n{HEADER}\n000123,张伟,研发部,13800138001,zw@example.com,工程师\n")
+    assert lines_and_ids(again) == [(4, "000123")] and len(again.notices) == 1
+
+
+def test_a_user_whose_values_happen_to_name_one_column_is_still_a_user() -> None:
+    stream = read(f"{HEADER}\n000123,姓名,研发部,13800138001,zw@example.com,工程师\n")
+    assert lines_and_ids(stream) == [(2, "000123")] and stream.notices == []
+
+
 def test_title_rows_with_more_or_fewer_cells_than_the_header_break_nothing() -> None:
     text = f"标题\n导出时间,2026-11-30,,,,,,,,,\n,,,,,,,\n{HEADER}\n1,张伟,研发部,,,\n2,李娜,市场部,,,\n"
     rows = list(read(text))

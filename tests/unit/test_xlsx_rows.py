@@ -127,6 +127,17 @@ def test_a_number_cell_formatted_with_zero_padding_keeps_its_zeros_as_excel_show
     assert got == [["000123", "甲", "88", "示例科技", "7"], ["4567890", "乙", "88", "示例科技", "7.5"]]
 
 
+def test_a_workbook_with_a_second_header_row_of_labels_reads_only_its_users() -> None:
+    book = workbook(
+        ["STATUS", "USERID", "USERNAME", "FIRSTNAME", "LASTNAME", "EMAIL"],
+        ["Status", "User ID", "Username", "First Name", "Last Name", "Email"],
+        ["active", "sf-001", "lwei", "Wei", "Li", "lwei@example.com"],
+    )
+    stream = read_records(io.BytesIO(book), name="UserDataFile.xlsx")
+    assert [(row.line, row.data["USERID"]) for row in stream] == [(3, "sf-001")]
+    assert stream.notices[0].startswith("line 2: skipped a second header row (the columns' labels)")
+
+
 def test_rows_are_padded_to_the_header_and_a_value_beyond_it_is_an_error_row() -> None:
     raw = workbook(["工号", "姓名", "部门"], ["1", "张伟"], ["2", "李娜", "研发部", None, None], ["3", "王芳", "", "x"])
     assert data(read_records(io.BytesIO(raw))) == [

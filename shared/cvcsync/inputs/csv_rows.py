@@ -154,11 +154,16 @@ def read_csv(
     limit = max_record_chars
     end = reader.line_num
     first_chars, starts = SUMMARY_FIRST, summary_start
+    labels = True  # the first filled row may label the header's columns (``TableShape.label_row``)
     while True:
         try:
             for cells in reader:
                 line = end + 1
                 end = reader.line_num
+                if labels and any(cell.strip() for cell in cells):
+                    labels = False
+                    if shape.label_row(line, header, cells):
+                        continue
                 if len(cells) != width or not cells[0].strip() or (cells[0][:1] in first_chars and starts(cells[0])):
                     if flagged and (reason := _take_flag(flagged, line, end)):
                         yield SourceRow(line, error=reason)

@@ -14,6 +14,11 @@ Real HR exports (DingTalk, WeCom, HR systems) put a title, notes and blank rows 
   (``共 3 条记录``, ``共3人``, ``合计：4人``, ``Total: 3``), compared after NFKC and case folding, AND at most half of
   the header's cells are filled. A user called "Total" in a filled row is still a user.
 
+- Right below the header, a row of the columns' labels is skipped with a notice (SuccessFactors' user data file
+  has two header rows: ``USERID, FIRSTNAME, STATUS`` and then ``User ID, First Name, Status``; a file pasted twice
+  repeats its header): at least two and at least half of its filled cells name their own column, compared without
+  case, width, spaces or punctuation.
+
 Notices are short previews, with mobile numbers and e-mail addresses masked (``138****8001``); after MAX_NOTICES
 more skipped rows are only counted.
 """
@@ -125,6 +130,20 @@ def _normal(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def _loose(text: str) -> str:
+    """A column name without case, width, spaces or punctuation: ``USER_ID``, ``User ID`` and ``userid`` agree."""
+    return "".join(char for char in unicodedata.normalize("NFKC", text).casefold() if char.isalnum())
+
+
+def is_label_row(header: Sequence[str], cells: Sequence[str]) -> bool:
+    """Whether ``cells`` label the header's columns (the module's rule): a user's values name no columns."""
+    pairs = [
+        (_loose(name), _loose(cell)) for name, cell in zip(header, cells, strict=False) if cell.strip()
+    ]  # a short row too
+    same = sum(1 for name, cell in pairs if name and name == cell)
+    return same >= 2 and 2 * same >= len(pairs)
+
+
 def header_cells(line: int, cells: Sequence[str]) -> list[str]:
     """The header's column names, trimmed; a header that repeats a column refuses the file."""
     header = [cell.strip().lstrip("\ufeff") for cell in cells]
@@ -157,7 +176,7 @@ class TableShape:
             if self.is_header(cells):
                 for above in seen:
                     self.skipped_above(*above)
-                return line, cells, rows
+                return line, cells, self._without_labels(cells, rows)
             seen.append((line, cells))
             if len(seen) >= HEADER_SEARCH_ROWS:
                 break
@@ -165,6 +184,24 @@ class TableShape:
             return None
         line, cells = seen[0]
         return line, cells, _chain(seen[1:], rows)
+
+    def _without_labels(self, header: Sequence[str], rows: Iterator[Row]) -> Iterator[Row]:
+        """``rows``, but for a row of the columns' labels right below the header (see the module's rule)."""
+        for line, cells in rows:
+            if is_blank(cells):
+                yield line, cells
+                continue
+            if not self.label_row(line, header, cells):
+                yield line, cells
+            break
+        yield from rows
+
+    def label_row(self, line: int, header: Sequence[str], cells: Sequence[str]) -> bool:
+        """Is this first row below the header a row of labels (then it is noticed)? See the module's rule."""
+        if not is_label_row(header, cells):
+            return False
+        self._notice(f"line {line}: skipped a second header row (the columns' labels): {preview(cells)}")
+        return True
 
     def skipped_above(self, line: int, cells: Sequence[str]) -> None:
         self._notice(f"line {line}: skipped above the header: {preview(cells)}")

@@ -29,7 +29,7 @@ from support.exports import export_path
 BUCKET = "cvc-user-uploads"
 GROUP = {"groupId": "88", "groupName": "示例科技"}
 STATUS_FIX = "CVCSYNC_STATUS_VALUES adds more"
-EXCEL_FIX = "re-export it as text or .xlsx"
+EXCEL_FIX = "which loses digits: format the column as Text, enter the ids again and export again"
 
 
 def user(user_id: str, name: str, depart: str, *, email: str = "", mobile: str = "", tel: str = "") -> dict[str, str]:

@@ -429,8 +429,8 @@ def test_a_gone_row_whose_id_excel_damaged_is_refused_not_deleted() -> None:
     with pytest.raises(RecordError) as caught:
         mapping(["工号", "任职状态"]).apply({"工号": "1.21236E+09", "任职状态": "离职"}, position="line 3")
     assert str(caught.value) == (
-        "line 3: user '1.21236E+09': userId: Excel turned this column into a number (1.21236E+09); "
-        "re-export it as text or .xlsx"
+        "line 3: user '1.21236E+09': userId: Excel turned this column into a number (1.21236E+09), "
+        "which loses digits: format the column as Text, enter the ids again and export again"
     )
 
 

@@ -217,7 +217,10 @@ def test_excel_damage_that_lost_digits_is_refused_never_merged(state: ShadowStat
     plan = plan_export("values-excel-damage.csv", state, tmp_path)
     refused = {problem.line: problem for problem in problems(plan)}
     assert sorted(refused) == [EXCEL_LINES[key] for key in ("dengchao", "kongli", "E2008", "qianjin")]
-    fix = "Excel turned this column into a number (1.21235E+09); re-export it as text or .xlsx"
+    fix = (
+        "Excel turned this column into a number (1.21235E+09), which loses digits: "
+        "format the column as Text, enter the ids again and export again"
+    )
     for key in ("dengchao", "kongli"):
         problem = refused[EXCEL_LINES[key]]
         assert (problem.code, problem.user_id) == ("InvalidRecord", "1.21235E+09")  # not a duplicate: both refused
@@ -225,11 +228,11 @@ def test_excel_damage_that_lost_digits_is_refused_never_merged(state: ShadowStat
     mobile = refused[EXCEL_LINES["E2008"]]
     assert mobile.message == (
         f"line {EXCEL_LINES['E2008']}: user 'E2008': userMobile: Excel turned this column into a number "
-        "(masked: 1.38…E+10); re-export it as text or .xlsx"
+        "(masked: 1.38…E+10), which loses digits: format the column as Text, enter the ids again and export again"
     )
     assert refused[EXCEL_LINES["qianjin"]].message == (
         f"line {EXCEL_LINES['qianjin']}: user '1.21236E+09': userId: Excel turned this column into a number "
-        "(1.21236E+09); re-export it as text or .xlsx"
+        "(1.21236E+09), which loses digits: format the column as Text, enter the ids again and export again"
     )  # a departed person with a damaged id: refused, not a delete of a made-up id
     assert "1.21235E+09" not in upserts(plan) and deletes(plan) == []  # its rows protect the old user
     assert plan.op_counts()["duplicate"] == 0
@@ -244,7 +247,7 @@ def test_every_refusal_names_the_line_the_field_and_the_fix(state: ShadowState, 
         assert problem.message.startswith(f"line {problem.line}: ")
         for found in detail["problems"]:
             assert f"{found['field']}: " in problem.message
-            assert any(word in found["reason"] for word in ("re-export", "send it as text", "CVCSYNC_STATUS_VALUES"))
+            assert any(word in found["reason"] for word in ("export again", "send it as text", "CVCSYNC_STATUS_VALUES"))
 
 
 def test_the_same_file_as_a_delta_plans_the_same_users(state: ShadowState, tmp_path: Path) -> None:
@@ -296,4 +299,7 @@ def test_a_queue_message_with_excel_damage_is_refused_with_the_same_reason() -> 
     with pytest.raises(MalformedMessage) as caught:
         parse_changes({"type": "upsert", "user": user("1.21235E+09", "邓超")}, message_id="m1")
     message = str(caught.value)
-    assert "userId: Excel turned this column into a number (1.21235E+09); re-export it as text or .xlsx" in message
+    assert (
+        "userId: Excel turned this column into a number (1.21235E+09), which loses digits: "
+        "format the column as Text, enter the ids again and export again" in message
+    )

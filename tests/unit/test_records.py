@@ -194,7 +194,7 @@ def test_excels_text_marks_stay_in_names_and_emails() -> None:
 def test_scientific_notation_in_an_id_is_refused_naming_the_fix(field: str, raw: str) -> None:
     reason = _problems({**VALID, field: raw})[field]
     assert reason.startswith("Excel turned this column into a number (")
-    assert reason.endswith("); re-export it as text or .xlsx")
+    assert reason.endswith("), which loses digits: format the column as Text, enter the ids again and export again")
     assert unicodedata.normalize("NFKC", raw) in reason  # an id is shown: enough to find the row
 
 
@@ -204,7 +204,8 @@ def test_scientific_notation_in_a_phone_is_refused_and_masked_as_a_mask(field: s
         parse_user({**VALID, field: "1.38001E+10"}, position="line 9")
     [problem] = info.value.problems
     assert problem.reason == (
-        "Excel turned this column into a number (masked: 1.38…E+10); re-export it as text or .xlsx"
+        "Excel turned this column into a number (masked: 1.38…E+10), which loses digits: "
+        "format the column as Text, enter the ids again and export again"
     )
     assert "138****" not in str(info.value)  # never a mask that looks like a valid number
 

@@ -184,8 +184,9 @@ def clean_field(name: str, value: Any, problems: list[FieldProblem], notices: li
             problems.append(
                 FieldProblem(
                     name,
-                    f"Excel turned this column into a number ({_shown_number(name, text)}); re-export it as "
-                    "text or .xlsx",
+                    # The same fix for CSV (Excel wrote 1.23457E+17) and .xlsx (a number cell): the digits are gone.
+                    f"Excel turned this column into a number ({_shown_number(name, text)}), which loses digits: "
+                    "format the column as Text, enter the ids again and export again",
                 )
             )
             return text

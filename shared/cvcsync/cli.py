@@ -403,5 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(argparse.Namespace(run=_cmd_emulator, emulator_args=arguments[1:]))
     args = build_parser().parse_args(arguments)
     level = "INFO" if args.verbose else os.environ.get(ENV_LOG_LEVEL, "ERROR")
-    configure_logging(level)
+    # JSON lines for a pipeline or a log collector; one readable line for a person at a terminal.
+    form = os.environ.get("CVCSYNC_LOG_FORMAT", "").strip().lower() or ("text" if sys.stderr.isatty() else "json")
+    configure_logging(level, text=form == "text")
     return _run(args)

@@ -94,20 +94,37 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(scrub(line), default=str).decode()
 
 
-def configure_logging(level: str | int = "INFO", stream: Any = None) -> None:
-    """Install the JSON formatter on the root logger; idempotent (FC and Lambda keep warm processes), but the
-    level is set every time, so each invocation runs at the level its configuration asks for."""
+class TextFormatter(JsonFormatter):
+    """One line for a person at a terminal (the CLI): ``cvcsync: error: <message> (key: value, ...)``, scrubbed as
+    the JSON line is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = orjson.loads(super().format(record))
+        level, message = str(line.pop("level")).lower(), line.pop("message")
+        for key in ("time", "logger", "requestId"):
+            line.pop(key, None)
+        exception = line.pop("exception", None)
+        fields = ", ".join(f"{key}: {value}" for key, value in line.items())
+        text = f"cvcsync: {level}: {message}" + (f" ({fields})" if fields else "")
+        return text + (f"\n{exception}" if exception else "")
+
+
+def configure_logging(level: str | int = "INFO", stream: Any = None, *, text: bool = False) -> None:
+    """Install the JSON formatter (``text``: ``TextFormatter``, for a person) on the root logger; idempotent (FC and
+    Lambda keep warm processes), but the level is set every time, so each invocation runs at the level its
+    configuration asks for."""
     root = logging.getLogger()
     root.setLevel(level if isinstance(level, int) else level.upper())
     for name in THIRD_PARTY_LOGGERS:  # their DEBUG lines carry URLs and headers; ours say what matters
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
-    if any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
+    kind = TextFormatter if text else JsonFormatter
+    if any(type(handler.formatter) is kind for handler in root.handlers):
         return
     if root.handlers:
         # Lambda and FC pre-install a handler that carries their own request id; reuse it, re-format it.
         for existing in root.handlers:
-            existing.setFormatter(JsonFormatter())
+            existing.setFormatter(kind())
         return
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(kind())
     root.addHandler(handler)

@@ -106,6 +106,9 @@ def test_a_truncated_snapshot_is_refused_until_approved(emulator: Any, state: Pa
     assert {g["name"] for g in report["guards"] if not g["passed"]} == {"deletionThreshold", "completeness"}
     assert any("REFUSED" in m for m in report["messages"])
     assert len(emulator.users()) == 100
+    # At a terminal (or CVCSYNC_LOG_FORMAT=text) the gate's ERROR line reads as a sentence, not JSON.
+    _, _, said = sync(emulator, state, str(truncated), env={"CVCSYNC_LOG_FORMAT": "text"})
+    assert said.startswith("cvcsync: error: sync refused by a safety gate (") and "{" not in said.splitlines()[0]
     code, approved, _ = sync(emulator, state, str(truncated), "--approve")
     assert code == 0 and approved["outcomes"]["deleted"] == 60 and len(emulator.users()) == 40
 

@@ -56,3 +56,17 @@ def test_secrets_inside_free_text_are_redacted() -> None:
     for secret in ("tok123", "abc%3D", "sess", "AWS4", "s3cr3t"):
         assert secret not in scrubbed
     assert "UserId=u1" in scrubbed and "SecurityToken=[redacted]" in scrubbed
+
+
+def test_the_text_line_for_a_terminal_is_scrubbed_as_the_json_line_is() -> None:
+    from cvcsync.logs import TextFormatter
+
+    record = logging.makeLogRecord(
+        {"msg": "refused for %s", "args": ("13800138001",), "levelname": "ERROR", "levelno": logging.ERROR}
+    )
+    record.__dict__.update({"guard": "deletionLimit", "accessKeySecret": "s3cr3t", "email": "alice@example.com"})
+    line = TextFormatter().format(record)
+    assert line == (
+        "cvcsync: error: refused for 138****8001 (guard: deletionLimit, accessKeySecret: [redacted], "
+        "email: a***@example.com)"
+    )

@@ -41,6 +41,7 @@ NOT_DEPLOYED = {
     "AWS_DEFAULT_REGION": "set by Lambda itself",
     "CVCSYNC_HTTP_ENDPOINT": "where the `cvcsync call` client sends",
     "CVC_EMULATOR_ACCESS_KEYS": "the local emulator's keys",
+    "CVCSYNC_LOG_FORMAT": "the CLI's log format: functions always log JSON",
 }
 # README variables the FC template (template.yml) does not set either, and why.
 NOT_ON_FC = {

@@ -9,7 +9,9 @@
   enterprise or group: small directories slip under the deletion percentages, this does not). A delta deletes
   little and is no complete picture, so it is held to more: any groupId among its valid upserts that no synced user
   holds is refused (users moved into another enterprise's group), the new groups named. With no synced users (a
-  first sync), or no valid upsert carrying a group, there is nothing to compare and the gate passes.
+  first sync), or no valid upsert carrying a group, there is nothing to compare and the gate passes; nor when no
+  valid user is created or updated (``only_unchanged``): an unchanged user's record is the state's, so its group is
+  one the synced users hold, and the groups need not be read at all (a scan of every record, input and state).
 
 A refused run sends no deletion, sends its upserts only when ``upserts_when_refused`` says so (never after a
 capacity or group refusal), and says why in the report. An approval (setting or marker object) overrides the
@@ -49,6 +51,7 @@ class GuardFacts:
     cvc_users: int | None = None
     state_groups: frozenset[str] = frozenset()  # groupIds of the users in the state
     snapshot_groups: frozenset[str] = frozenset()  # groupIds of the input's valid users (a delta: valid upserts)
+    only_unchanged: bool = False  # no valid user is created or updated: both sets may be left empty, unread
 
 
 def deletion_threshold(facts: GuardFacts, settings: GuardSettings) -> GuardResult:
@@ -93,6 +96,8 @@ def capacity(facts: GuardFacts) -> GuardResult:
 
 
 def group(facts: GuardFacts, settings: GuardSettings) -> GuardResult:
+    if facts.only_unchanged:
+        return GuardResult(GROUP, True, "no user is created or updated: every group is one the synced users hold")
     if not facts.state_groups or not facts.snapshot_groups:
         return GuardResult(GROUP, True, "nothing to compare (a first sync, or no valid user with a group)")
     if facts.mode != "full":

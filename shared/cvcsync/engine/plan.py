@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from cvcsync.inputs.columns import ColumnMap
     from cvcsync.inputs.readers import SourceRow
 from cvcsync.engine.state import ShadowState
-from cvcsync.engine.workspace import FULL, INSERT_ROW, REJECT, PlanInput, SyncPlan, new_workspace
+from cvcsync.engine.workspace import FULL, INSERT_ROW, REJECT, UNCHANGED, PlanInput, SyncPlan, new_workspace
 
 
 def _problem(code: str, message: str) -> str:
@@ -102,8 +102,26 @@ def _classify(row: SourceRow, mapper: ColumnMap, defaults: Mapping[str, str], no
 
 
 UPSERTS_PER_INSERT = 200  # valid rows per INSERT statement (4 parameters each: under SQLite's old 999 limit)
-_INSERT_UPSERT = "INSERT INTO rows (line, user_id, kind, op, hash, record) VALUES (?, ?, 'upsert', 'create', ?, ?)"
-_INSERT_UPSERTS = _INSERT_UPSERT + ", (?, ?, 'upsert', 'create', ?, ?)" * (UPSERTS_PER_INSERT - 1)
+
+
+def _insert_compared(rows: int) -> str:
+    """INSERT of ``rows`` plain upserts (line, user id, hash, record), each compared with the state as it goes in:
+    create, update (with the state's record as ``old``) or unchanged (settled at once). Deciding here writes each row
+    once; an UPDATE in ``decide`` rewrote every row, and the unchanged ones would have entered ``rows_of_note`` only to
+    leave it again. The VALUES drive the LEFT JOIN, so the rows go in in input order."""
+    values = ", ".join(["(?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO rows (line, user_id, kind, op, hash, record, outcome, old) "  # noqa: S608  # nosec B608 - constants
+        "SELECT v.column1, v.column2, 'upsert', "
+        "CASE WHEN s.hash IS NULL THEN 'create' WHEN s.hash = v.column3 THEN 'unchanged' ELSE 'update' END, "
+        "v.column3, v.column4, CASE WHEN s.hash = v.column3 THEN 'unchanged' END, "
+        "CASE WHEN s.hash <> v.column3 THEN s.record END "
+        f"FROM (VALUES {values}) AS v LEFT JOIN state.users AS s ON s.user_id = v.column2"
+    )
+
+
+_INSERT_UPSERT = _insert_compared(1)
+_INSERT_UPSERTS = _insert_compared(UPSERTS_PER_INSERT)
 _MAX_PLAIN_HEADERS = 256
 
 
@@ -111,10 +129,10 @@ def _write_rows(plan: SyncPlan, item: PlanInput, notices: _Notices) -> None:
     """Classify every row into the workspace, in input order.
 
     Plain rows (``columns.PlainRows``: the common case) go straight to CreateUser JSON, are inserted
-    UPSERTS_PER_INSERT to a statement, and are planned 'create' at once (``decide`` turns them into updates or
-    unchanged against the state); any other row takes ``_classify``. A CSV file's or a sheet's rows come as cell
-    lists (``RecordStream.cells``): no dict is built for a plain row. Upserts are never NULL-bound: binding None
-    costs sqlite3 an adapter lookup per parameter.
+    UPSERTS_PER_INSERT to a statement, and are compared with the state (attached as ``state``) as they go in
+    (``_insert_compared``); any other row takes ``_classify`` and is compared by ``decide``. A CSV file's or a
+    sheet's rows come as cell lists (``RecordStream.cells``): no dict is built for a plain row. Upserts are never
+    NULL-bound: binding None costs sqlite3 an adapter lookup per parameter.
 
     The reader finds a table's header by the columns this run's column map would map, and the rows it skipped (title
     rows above the header, summary rows) join the run's notices: those above the header before the header's own.
@@ -201,7 +219,9 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None, noti
     # Indexed after the inserts (faster than keeping an index up to date row by row); with the kind, the duplicate
     # check reads the index alone.
     db.execute("CREATE INDEX rows_user ON rows (user_id, kind)")
-    db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
+    attach = not _attached(plan)  # ``build_plan`` attached it for the inserts
+    if attach:
+        db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
     db.execute("BEGIN")
     # Users with one row (nearly all) are ruled out by the index alone; the others go to a small table with their
     # last row and how many different people (userNames) their upserts name, which the updates read by user (an
@@ -225,7 +245,7 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None, noti
         # duplicates, settled with a notice naming the line that won, never sent.
         duplicates = db.execute(
             """
-            UPDATE rows SET op = 'duplicate', outcome = 'duplicate',
+            UPDATE rows SET op = 'duplicate', outcome = 'duplicate', old = NULL,
                 problem = json_object('code', 'DuplicateUserId',
                                       'message', 'line ' || rows.line || ': user ' || quote(rows.user_id)
                                                  || ' appears again on line '
@@ -238,29 +258,31 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None, noti
         if notices is not None and duplicates:
             _duplicate_notices(plan, notices, duplicates)
     db.execute("DROP TABLE last_rows")
-    db.execute("UPDATE rows SET op = 'create' WHERE kind = 'upsert' AND op IS NULL")
+    # The rows not compared as they went in (``_classify``'s, a change run's), through the index of undecided rows.
     if db.execute("SELECT 1 FROM state.users LIMIT 1").fetchone() is not None:  # a first sync compares nothing
         db.execute(
             """
             UPDATE rows SET op = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE 'update' END,
                             outcome = CASE WHEN s.hash = rows.hash THEN 'unchanged' ELSE NULL END,
                             old = CASE WHEN s.hash = rows.hash THEN NULL ELSE s.record END
-            FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.op = 'create'
+            FROM state.users AS s WHERE s.user_id = rows.user_id AND rows.kind = 'upsert' AND rows.op IS NULL
             """
         )
-    db.execute(
-        "UPDATE rows SET op = 'delete', old = (SELECT s.record FROM state.users AS s WHERE s.user_id = rows.user_id) "
-        "WHERE kind = 'delete' AND op IS NULL"
-    )
+    db.execute("UPDATE rows SET op = 'create' WHERE kind = 'upsert' AND op IS NULL")
     if plan.mode == FULL:
         # A full snapshot's departed row (its status says the person left) is an absence: a user the state holds is
         # deleted (through the gates, as an implied deletion would be), one it does not hold needs nothing. Deleting
         # those on every upload would send a DeleteUser for each leaver still listed, every time, and count them all
         # against the deletion gate, refusing an unchanged roster.
         db.execute(
-            "UPDATE rows SET op = 'absent', outcome = 'unchanged' WHERE kind = 'delete' AND op = 'delete' "
-            "AND old IS NULL"
+            "UPDATE rows SET op = 'absent', outcome = 'unchanged' WHERE kind = 'delete' AND op IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM state.users AS s WHERE s.user_id = rows.user_id)"
         )
+    db.execute(
+        "UPDATE rows SET op = 'delete', old = (SELECT s.record FROM state.users AS s WHERE s.user_id = rows.user_id) "
+        "WHERE kind = 'delete' AND op IS NULL"
+    )
+    if plan.mode == FULL and not _names_every_synced_user(plan):
         db.execute(
             """
             INSERT INTO rows (line, user_id, kind, op, old)
@@ -270,14 +292,32 @@ def decide(plan: SyncPlan, state: ShadowState, *, as_of: str | None = None, noti
             """
         )
     if as_of is not None:  # one ordering rule (``engine.settle``): a newer change, or a newer full snapshot, wins
-        db.execute(
-            "UPDATE rows SET op = 'stale', outcome = 'stale' WHERE op IN ('create', 'update', 'delete') "
-            "AND (user_id IN (SELECT user_id FROM state.changes WHERE occurred_at > ?) "
-            "OR ? < (SELECT COALESCE(MAX(value), '') FROM state.meta WHERE key = 'snapshot_at'))",
-            (as_of, as_of),
-        )
+        newest = db.execute("SELECT COALESCE(MAX(value), '') FROM state.meta WHERE key = 'snapshot_at'").fetchone()[0]
+        writes = "op IN ('create', 'update', 'delete')"
+        if as_of < newest:  # a newer full snapshot was accepted: every write of this input is stale
+            db.execute(f"UPDATE rows SET op = 'stale', outcome = 'stale' WHERE {writes}")  # noqa: S608  # nosec B608
+        else:  # the users changed after it, found through rows_user (not a scan of every row)
+            db.execute(
+                "UPDATE rows SET op = 'stale', outcome = 'stale' "  # noqa: S608  # nosec B608 - a constant
+                f"WHERE user_id IN (SELECT user_id FROM state.changes WHERE occurred_at > ?) AND {writes}",
+                (as_of,),
+            )
     db.execute("COMMIT")
-    db.execute("DETACH DATABASE state")
+    if attach:
+        db.execute("DETACH DATABASE state")
+
+
+def _attached(plan: SyncPlan) -> bool:
+    return any(name == "state" for _, name, _ in plan.db.execute("PRAGMA database_list"))
+
+
+def _names_every_synced_user(plan: SyncPlan) -> bool:
+    """Whether every user the state holds has a row, so that a full snapshot implies no deletion, known from two counts
+    rather than a scan of the state: the unchanged upserts are users the state holds (their hash is the state's), one
+    row each (``decide`` has made every earlier row of a user a duplicate, or refused them all), so as many of them as
+    the state has users are all of them. Called inside ``decide``'s transaction, before stale rows are marked."""
+    unchanged = plan.tally().rows.get(("upsert", UNCHANGED, Outcome.UNCHANGED.value), 0)
+    return bool(unchanged == plan.db.execute("SELECT COUNT(*) FROM state.users").fetchone()[0])
 
 
 NAMED_IN_CONFLICT = 5  # lines, and names, a conflict message lists before "and N more"
@@ -319,7 +359,9 @@ def _refuse_conflicts(plan: SyncPlan) -> None:
         refusals.extend(
             (_problem("ConflictingUserId", f"line {line}: {detail}"), seq) for _, seq, line, _ in rows_of_user
         )
-    db.executemany("UPDATE rows SET op = 'reject', outcome = 'rejected', problem = ? WHERE seq = ?", refusals)
+    db.executemany(
+        "UPDATE rows SET op = 'reject', outcome = 'rejected', problem = ?, old = NULL WHERE seq = ?", refusals
+    )
     db.execute("DELETE FROM last_rows WHERE people > 1")
 
 
@@ -339,7 +381,10 @@ def build_plan(item: PlanInput, state: ShadowState, workdir: Path) -> SyncPlan:
     """Stream the input into a new plan workspace and decide every row's operation against ``state``."""
     plan = new_workspace(workdir, mode=item.mode, state=state, source=item.source)
     notices = _Notices()
+    # Attached for the inserts too (``_insert_compared``). Not detached if reading fails: the plan is dropped.
+    plan.db.execute("ATTACH DATABASE ? AS state", (str(state.path),))
     _write_rows(plan, item, notices)
     decide(plan, state, as_of=item.as_of, notices=notices)
+    plan.db.execute("DETACH DATABASE state")
     plan.set_meta("notices", orjson.dumps({"count": notices.count, "first": list(notices.seen)}).decode())
     return plan

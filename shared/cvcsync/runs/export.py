@@ -54,19 +54,23 @@ def _evaluate_guards(
     approval: ApprovalCheck | None,
     event_time: str,
 ) -> RunReport:
-    counts = plan.op_counts()
+    tally = plan.tally()
+    counts = tally.ops()
     capacity, cvc_users = _capacity(ctx.cvc, ctx.invocation.deadline)
+    # The groups are read from every record, input and state: only when a user is created or updated (``guards``).
+    changed = bool(counts[CREATE] or counts[UPDATE])
     facts = gates.GuardFacts(
         mode=plan.mode,
         deletes=counts[DELETE],
         creates=counts[CREATE],
-        valid_users=plan.valid_users(),
+        valid_users=tally.valid_users,
         state_users=state.count(),
         last_snapshot_users=state.snapshot_rows,
         capacity=capacity,
         cvc_users=cvc_users,
-        state_groups=state.groups(),
-        snapshot_groups=plan.groups(),
+        state_groups=state.groups() if changed else frozenset(),
+        snapshot_groups=plan.groups() if changed else frozenset(),
+        only_unchanged=not changed,
     )
     s = ctx.settings
     settings = gates.GuardSettings(
@@ -84,8 +88,8 @@ def _evaluate_guards(
         if not approval.approved:
             report.messages.append(f"approval marker {approval.marker_key} not used: {approval.detail}")
     report.planned = counts
-    report.rows_read = plan.rows_read()
-    report.implied_deletions = plan.implied_deletions()
+    report.rows_read = tally.rows_read
+    report.implied_deletions = tally.implied_deletions
     report.state = {"generationBefore": state.generation, "usersBefore": facts.state_users}
     notices = plan.notices
     report.messages.extend(notices["first"])

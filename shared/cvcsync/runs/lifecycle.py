@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -27,7 +27,7 @@ from cvcsync.engine.outcomes import Outcome, Problem, RunReport, RunStatus, fina
 from cvcsync.engine.settle import DELETE as DELETE_WRITE
 from cvcsync.engine.settle import UPSERT, Repair, Write, record_snapshot, snapshot_repairs
 from cvcsync.engine.state import ShadowState
-from cvcsync.engine.workspace import DELETE, SyncPlan
+from cvcsync.engine.workspace import DELETE, INDEXES, SyncPlan
 from cvcsync.errors import CvcSyncError, InvalidInputError
 from cvcsync.outputs.deadletters import DeadLetter
 from cvcsync.outputs.problems_csv import problems_csv
@@ -56,6 +56,8 @@ def dead_letters(run: Run) -> int:
     """The records that failed, each with its source line and its change's event time (``source.occurredAt``:
     the redrive orders it by that, as every writer orders changes)."""
     report, plan = run.report, run.plan
+    if not plan.outcome_counts()[Outcome.DEAD_LETTERED.value]:
+        return 0  # the query reads every row
     query = "SELECT seq, line, user_id, record, old, error FROM rows WHERE outcome = 'deadLettered' ORDER BY seq"
     letters: list[DeadLetter] = []
     source = plan.source
@@ -95,16 +97,20 @@ def commit_state(run: Run) -> None:
 
     def writes() -> Iterator[Write]:
         upserts, deletes = plan.changes_for_state()
+        # Writes that failed are the latest intents all the same (``engine.settle``): dead-lettered, uncertain. The
+        # query reads every row: only when the counts say there is one.
+        letters: Iterable[tuple[str, str, str | None, str | None]] = ()
+        if plan.outcome_counts()[Outcome.DEAD_LETTERED.value]:
+            letters = plan.db.execute(
+                "SELECT user_id, op, hash, record FROM rows WHERE outcome = 'deadLettered' "
+                "AND op IN ('create', 'update', 'delete')"
+            )
         return chain(
             (Write(uid, at, UPSERT, digest, record) for uid, digest, record in upserts),
             (Write(uid, at, DELETE_WRITE) for uid in deletes),
-            # Writes that failed are the latest intents all the same (``engine.settle``): dead-lettered, uncertain.
             (
                 Write(uid, at, DELETE_WRITE if op == DELETE else UPSERT, digest, record, landed=False)
-                for uid, op, digest, record in plan.db.execute(
-                    "SELECT user_id, op, hash, record FROM rows WHERE outcome = 'deadLettered' "
-                    "AND op IN ('create', 'update', 'delete')"
-                )
+                for uid, op, digest, record in letters
             ),
         )
 
@@ -119,14 +125,14 @@ def commit_state(run: Run) -> None:
             repairs.extend(r for r in more if r.user_id not in mine)
         record_snapshot(state, at)
 
-    written = plan.db.execute(
-        "SELECT COUNT(*) FROM rows WHERE outcome IN ('created', 'updated', 'deleted', 'deadLettered')"
-    ).fetchone()[0]
+    tally = plan.tally()
+    outcomes = tally.outcomes()
+    written = sum(outcomes[o.value] for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.DELETED, Outcome.DEAD_LETTERED))
     run.commit(
         writes,
         also=snapshot,
         needed=bool(written) or accepted,
-        snapshot_rows=plan.valid_users() if accepted else None,
+        snapshot_rows=tally.valid_users if accepted else None,
         unchanged=not written,
     )
 
@@ -251,7 +257,9 @@ def load_run(ctx: SyncContext, run_id: str, workdir: Path) -> tuple[SyncPlan, Ru
     path = workdir / f"plan-{run_id}.sqlite"
     with gzip.open(packed, "rb") as source, path.open("wb") as target:
         shutil.copyfileobj(source, target, 1024 * 1024)
-    return SyncPlan(path), RunReport.from_dict(orjson.loads(raw))
+    plan = SyncPlan(path)
+    plan.db.executescript(INDEXES)  # a run saved before the counts' indexes existed (``engine.workspace``) gets them
+    return plan, RunReport.from_dict(orjson.loads(raw))
 
 
 def continuation_event(ctx: SyncContext, action: str, run_id: str, **extra: Any) -> dict[str, Any]:

@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_concurrency.py
 	$(BIN)/python bench/bench_queue.py
+	$(BIN)/python bench/bench_scim.py
 	$(BIN)/python bench/bench_cold_start.py
 	$(MAKE) chaos
 	$(BIN)/python bench/bench_security.py

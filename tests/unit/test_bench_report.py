@@ -38,12 +38,46 @@ def results(tmp_path: Path) -> Path:
                     "event": "MNS, one upsert",
                     "ms": 160.0,
                     "cpuMs": 150.0,
+                    "processMs": 170.0,
                     "boto3Imported": False,
                     "importSplitMs": {"requests+urllib3": 100.0, "cvcsync": 40.0},
                     "uncompiled": {"ms": 400.0},
+                    "floor": {
+                        "kind": "requests",
+                        "target": 1.1,
+                        "processMs": 160.0,
+                        "ms": 150.0,
+                        "ratio": 1.0625,
+                        "inProcessRatio": 1.0667,
+                    },
                 },
-                {"name": "scheduled", "event": "timer", "ms": 800.0, "cpuMs": 600.0, "boto3Imported": True},
+                {
+                    "name": "scheduled",
+                    "event": "timer",
+                    "ms": 800.0,
+                    "cpuMs": 600.0,
+                    "processMs": 810.0,
+                    "boto3Imported": True,
+                    "floor": {
+                        "kind": "boto3",
+                        "target": 1.2,
+                        "processMs": 500.0,
+                        "ms": 480.0,
+                        "ratio": 1.62,
+                        "inProcessRatio": 1.6667,
+                    },
+                },
             ],
+            floors={
+                "requests": {
+                    "what": "import requests + hmac, one signed CreateUser",
+                    "ms": 150.0,
+                    "processMs": 160.0,
+                    "target": 1.1,
+                    "importSplitMs": {"requests+urllib3": 80.0},
+                },
+                "boto3": {"what": "import boto3 + head_object", "ms": 480.0, "processMs": 500.0, "target": 1.2},
+            },
             uncompiled={"runs": 5, "sdk": {"ms": 600.0}},
             requestsImport={
                 "oursMs": 120.0,
@@ -192,6 +226,26 @@ def test_cold_start_rows_ratio_and_target(results: Path, tmp_path: Path) -> None
     assert row(text, "`import requests` (cvc-sync's)")[1] == "120"
 
 
+def test_cold_start_against_the_floors(results: Path, tmp_path: Path) -> None:
+    text = report(results, tmp_path)
+    floor_rows = [line for line in text.splitlines() if line.startswith("| `") and "its floor" in line]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in floor_rows]
+    assert cells == [
+        ["`queue_changes`", "170", "requests", "160", "1.06×", "1.07×", "≤ 1.1× its floor", "met ✅"],
+        ["`scheduled`", "810", "boto3", "500", "1.62×", "1.67×", "≤ 1.2× its floor", "not met ❌"],
+    ]
+    assert "requests: import requests + hmac, one signed CreateUser; boto3: import boto3 + head_object" in text
+    assert row(text, "requests floor")[1:] == ["80.0", "—", "—", "80.0"]  # its import split, beside ours
+
+
+def test_cold_start_results_without_floors_still_render(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    handler = {"name": "queue_changes", "event": "MNS", "ms": 150.0, "cpuMs": 140.0, "boto3Imported": False}
+    write(folder, "bench_cold_start", stamp(runs=5, sdk={"ms": 300.0, "cpuMs": 280.0}, handlers=[handler]))
+    text = report(folder, tmp_path)
+    assert row(text, "`queue_changes`")[4] == "2.00×" and "ours / floor" not in text
+
+
 def test_client_overhead_ratios(results: Path, tmp_path: Path) -> None:
     text = report(results, tmp_path)
     assert row(text, "import time (ms, fresh processes)")[1:5] == ["100", "200", "2.00×", "—"]
@@ -236,7 +290,7 @@ def test_chaos_and_security_render_generically(results: Path, tmp_path: Path) ->
 
 def test_missing_inputs_say_not_run(tmp_path: Path) -> None:
     text = report(tmp_path / "nothing-here", tmp_path)
-    assert text.count("Not run (no `bench/results/") == 11
+    assert text.count("Not run (no `bench/results/") == 13
     assert "Not run (no `bench/results/chaos.json`)." in text
     assert "**Security checks:** not run." in text
 
@@ -298,3 +352,90 @@ def test_columnar_section_shares_verdicts_and_the_profile(tmp_path: Path) -> Non
     assert "polars: not installed in /x/python" in text
     assert "| duckdb 1.5.5 | 21.5 / 60.9 |" in text
     assert "state commit (gzip, write) 1.00 s, decide (SQL diff against the state) 0.50 s" in text
+
+
+def scim_cost(requests: float, bytes_in: int = 3000) -> dict[str, Any]:
+    return {
+        "requests": requests,
+        "byKind": {"GET": 5.0, "PUT": 9.0},
+        "byArea": {"state": 12.0},
+        "bytesIn": bytes_in,
+        "bytesOut": 4000,
+        "p50Ms": 200.0,
+    }
+
+
+def test_scim_section_rates_latency_check_and_cost_against_the_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    check = {
+        "passed": False,
+        "mismatches": {"gaveUp": 0, "missingInCvc": 2, "serverErrors": 0},
+        "cvcUsers": 8998,
+        "expectedInCvc": 9000,
+        "scimUsers": 10000,
+        "stateUsers": 8998,
+        "reports": 13100,
+        "reportOutcomes": {"created": 9990, "updated": 2010, "deleted": 1000, "retried": 100},
+        "failedWrites": {"answers": 104, "namingRun": 100, "withReport": 100, "outcomes": {"retried": 100}},
+    }
+    provisioning = {
+        "passes": {
+            "create": {"seconds": 1000.0, "requests": 20100, "requestsPerSecond": 20.1, "usersPerSecond": 10.0},
+            "patch": {"seconds": 300.0, "requests": 3030, "requestsPerSecond": 10.1},
+        },
+        "requests": {
+            "create": {"count": 10100, "p50Ms": 350.0, "p99Ms": 900.0, "statuses": {"201": 10000, "503": 100}},
+            "probe": {"count": 10100, "p50Ms": 12.0, "p99Ms": 80.0, "statuses": {"200": 10100}},
+        },
+        "createsPerSecondByTenth": [9.5, 8.0, 3.25],
+        "foundAfterError": 0,
+    }
+    costs = [
+        {"users": 1000, "perRequest": {"create": scim_cost(22.0), "update": scim_cost(20.0)}},
+        {"users": 100000, "perRequest": {"create": scim_cost(22.0, 3100), "update": scim_cost(30.0)}},
+    ]
+    params = {
+        "users": 10000,
+        "clients": 4,
+        "faults": {"throttle_rate": 0.05},
+        "cvcMaxAttempts": 2,
+        "deactivated": "1 in 10",
+        "updated": "2 in 10",
+    }
+    write(folder, "scim", stamp(params=params, provisioning=provisioning, check=check, costPerRequest=costs))
+    text = write_report(folder, tmp_path / "R.md", now=NOW, host=HOST)
+    assert "## SCIM provisioning: an IdP's initial cycle under faults, and the cost per request" in text
+    assert "10,000 users provisioned by 4 clients at once" in text and "throttle_rate=0.05, 2 attempts" in text
+    assert "Create pass: 10.0 users/s, 20.1 requests/s; PATCH pass: 10.1 requests/s." in text
+    assert row(text, "create")[1:] == ["10,100", "350", "900", "201=10000, 503=100"]
+    assert row(text, "probe")[2:4] == ["12.0", "80.0"]
+    assert "tenth of the create pass (moto lists a prefix by scanning the whole bucket" in text
+    assert "S3 does not): 9.50, 8.00, 3.25." in text
+    assert "**Check: FAILED ❌.** CVC holds 8,998 users (9,000 sent active)" in text
+    assert "104 failed writes, each retried to success, 100 with their run's report (retried=100)" in text
+    assert "creates answered with an error yet stored: 0;" in text
+    assert "mismatches: missingInCvc=2." in text
+    assert row(text, "per request") == ["per request", "1,000 users", "100,000 users", "flat"]
+    assert row(text, "update")[1:] == ["20.0 (3,000 B / 4,000 B)", "30.0 (3,000 B / 4,000 B)", "not met ❌"]
+    assert "| create | 22.0 (3,000 B / 4,000 B) | 22.0 (3,100 B / 4,000 B) | met ✅ |" in text
+    assert "A create at 100,000 users, by kind: GET=5, PUT=9; by area: state=12." in text
+
+
+def test_state_cost_per_change_before_and_after_and_flat(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    change = {"eventsPerSecond": 13.0, "bytesInPerChange": 2400, "concurrent": {"eventsPerSecond": 16.0, "failed": 0}}
+    old = {"eventsPerSecond": 6.0, "bytesInPerChange": 78000, "concurrent": {"eventsPerSecond": 6.0, "failed": 1}}
+    data = {
+        "perChange": [
+            {"users": 1000, "requestsPerChange": 12.0, **change},
+            {"users": 100000, "requestsPerChange": 14.0, **change},
+        ],
+        "checkoutWithPending": [{"pending": 200, "seconds": 0.6, "requests": 209, "bytesIn": 112262}],
+        "before": {"perChange": [{"users": 1000, "requestsPerChange": 29.0, **old}]},
+    }
+    write(folder, "bench_state", stamp(**data))
+    text = report(folder, tmp_path)
+    assert row(text, "1,000")[1:4] == ["6.00 → 13.0", "29.0 → 12.0", "78,000 → 2,400"]
+    assert row(text, "100,000")[2] == "14.0"  # no figure before at that size
+    assert "(≤ 1.1×): not met ❌" in text  # 12 -> 14 requests: not flat
+    assert row(text, "200")[1:3] == ["0.60", "209"]

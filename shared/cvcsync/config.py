@@ -70,6 +70,7 @@ ENV_MAX_CONCURRENCY = "CVCSYNC_MAX_CONCURRENCY"  # the most the adaptive limit m
 DEFAULT_MAX_CONCURRENCY = 32
 ENV_DEADLINE_MARGIN = "CVCSYNC_DEADLINE_MARGIN"
 ENV_CIRCUIT_PAUSE = "CVCSYNC_CIRCUIT_PAUSE_SECONDS"
+ENV_CIRCUIT_FAILURES = "CVCSYNC_CIRCUIT_FAILURES"
 ENV_FANOUT = "CVCSYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "CVCSYNC_FANOUT_THRESHOLD"
 ENV_FANOUT_CHUNK = "CVCSYNC_FANOUT_CHUNK"
@@ -247,6 +248,7 @@ class SyncSettings:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY  # the adaptive limit's bound (engine/concurrency.py)
     deadline_margin: float = 10.0
     circuit_pause: float = 30.0  # an upload's first pause when CVC fails as a whole; doubles per pause
+    circuit_failures: int = 5  # consecutive calls failing after their retries that open a run's circuit
     fanout: str = "off"
     fanout_threshold: int = 20000
     fanout_chunk: int = 5000
@@ -279,6 +281,7 @@ class SyncSettings:
             max_concurrency=_max_concurrency(env),
             deadline_margin=_float(env, ENV_DEADLINE_MARGIN, 10.0),
             circuit_pause=_float(env, ENV_CIRCUIT_PAUSE, 30.0),
+            circuit_failures=max(1, _int(env, ENV_CIRCUIT_FAILURES, 5)),
             fanout=fanout,
             fanout_threshold=_int(env, ENV_FANOUT_THRESHOLD, 20000),
             fanout_chunk=_int(env, ENV_FANOUT_CHUNK, 5000),

@@ -124,3 +124,32 @@ def test_a_late_answer_while_open_changes_nothing_and_looking_admits_no_probe() 
     clock.now += 10
     assert [circuit.closed for _ in range(3)] == [False] * 3  # health checks look without taking the probe
     assert circuit.retry_after(10) is None
+
+
+def test_the_failures_that_open_a_runs_circuit_come_from_the_setting() -> None:
+    from cvcsync.adapters.objects import MemoryObjectStore
+    from cvcsync.config import SyncSettings
+    from cvcsync.engine.outcomes import RunReport
+    from cvcsync.outputs.deadletters import MemoryDeadLetterSink
+    from cvcsync.platform.context import SyncContext
+    from cvcsync.platform.runtime import Invocation
+    from cvcsync.runs.run import Run
+    from support.inprocess_cvc import inprocess_cvc
+
+    settings = SyncSettings.from_env({"CVCSYNC_CIRCUIT_FAILURES": "3"})
+    assert settings.circuit_failures == 3 and SyncSettings.from_env({}).circuit_failures == 5
+    ctx = SyncContext(
+        settings=settings,
+        cvc=inprocess_cvc().client,
+        store=MemoryObjectStore(),
+        output_bucket="b",
+        sink=MemoryDeadLetterSink(),
+        invocation=Invocation("local", "req", None),
+    )
+    run = Run(ctx, None, RunReport(run_id="r", mode="changes", source={}, started_at="t"), writer="queue")
+    assert run.breaker is not None
+    for _ in range(2):
+        run.breaker.record(error("Throttling", retryable=True))
+    assert not run.breaker.open
+    run.breaker.record(error("Throttling", retryable=True))
+    assert run.breaker.open

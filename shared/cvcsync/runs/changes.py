@@ -361,7 +361,7 @@ def sync_changes(
 ) -> ChangeSyncResult:
     """One queue invocation: each message's changes through ``run_changes``; each message done, dead-lettered
     (malformed, or every change refused for good) or to retry (some change may pass later)."""
-    breaker = breaker or CircuitBreaker()
+    breaker = breaker or CircuitBreaker(ctx.settings.circuit_failures)
     results = [MessageResult(m.message_id, group_id=m.group_id) for m in batch.messages]
     source = {"kind": batch.platform_kind, "replay": batch.replay, "messages": len(batch.messages)}
     changes = ChangeBatch(writer="queue", source=source, entries=[])

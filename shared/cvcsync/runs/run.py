@@ -72,7 +72,7 @@ class Run:
         self.report = report
         self.writer = writer
         self.budget = budget if budget is not None else ctx.invocation.budget(ctx.settings.deadline_margin)
-        self.breaker = breaker if breaker is not None or not circuit else CircuitBreaker()
+        self.breaker = breaker if breaker is not None or not circuit else CircuitBreaker(ctx.settings.circuit_failures)
         self.started = time.monotonic() if started is None else started
 
     @property

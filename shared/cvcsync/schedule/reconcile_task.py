@@ -192,7 +192,7 @@ class Reconcile:
         self.read_after: int | None = None  # the newest state generation when CVC began to be read
         self.sample_size: int = checked.get("sample", ctx.settings.reconcile_sample)
         self.run_id = f"reconcile-{uuid.uuid4()}"
-        self.breaker = CircuitBreaker()
+        self.breaker = CircuitBreaker(ctx.sync.settings.circuit_failures)
         self.result: dict[str, Any] = {
             "task": "reconcile",
             "runId": self.run_id,

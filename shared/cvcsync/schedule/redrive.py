@@ -192,7 +192,7 @@ class Redrive:
         self.ignore_backoff: bool = checked.get("ignoreBackoff", False)
         self.run_id = f"redrive-{uuid.uuid4()}"
         self.report = RedriveReport(self.run_id, iso(ctx.now()))
-        self.breaker = CircuitBreaker()
+        self.breaker = CircuitBreaker(ctx.sync.settings.circuit_failures)
         self.parked = ParkedLetters(ctx.sync.store, ctx.bucket, ctx.key(PARKED_DIR))
         self._handled: set[str] = set()  # identities settled in this pass: our own re-puts are not met twice
         self._workdir: Path | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -22,6 +22,9 @@ from cvcsync.adapters.cvc import CvcClient
 from cvcsync.config import CvcSettings
 from cvcsync_dev.emulator import EmulatorApp, FaultSettings
 from cvcsync_dev.emulator.keys import AccessKey
+
+if TYPE_CHECKING:
+    from cvcsync.platform.context import SyncContext
 
 ENDPOINT = "http://cvc.inprocess"
 KEY = AccessKey("inprocess-key", "inprocess-secret-do-not-use")
@@ -122,3 +125,21 @@ def inprocess_cvc(*, batch_size: int = 100, max_attempts: int = 1, unavailable: 
     settings = CvcSettings(endpoint=ENDPOINT, batch_size=batch_size, max_attempts=max_attempts)
     client = CvcClient(Credentials(KEY.id, KEY.secret), settings=settings, session=session, sleep=lambda s: None)
     return InProcessCvc(gateway, client)
+
+
+def memory_context(store: Any, cvc: InProcessCvc, bucket: str = "state") -> SyncContext:
+    """A ``SyncContext`` on ``store`` (the memory object store) with ``cvc`` in this process: the state in
+    ``bucket``, one call at a time, dead letters in memory."""
+    from cvcsync.config import SyncSettings
+    from cvcsync.outputs.deadletters import MemoryDeadLetterSink
+    from cvcsync.platform.context import SyncContext
+    from cvcsync.platform.runtime import Invocation
+
+    return SyncContext(
+        settings=SyncSettings(state_bucket=bucket, concurrency=1),
+        cvc=cvc.client,
+        store=store,
+        output_bucket=bucket,
+        sink=MemoryDeadLetterSink(),
+        invocation=Invocation("local", "req-test", None),
+    )

@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from cvcsync.adapters.objects import MemoryObjectStore
-from cvcsync.config import SyncSettings
 from cvcsync.engine.journal import INTENT, WRITE, Entry
 from cvcsync.engine.settle import DELETE, UPSERT, Seen, Write
 from cvcsync.engine.shadow import UNCERTAIN, ShadowState, UserRow
@@ -23,11 +22,9 @@ from cvcsync.engine.state import StateStore
 from cvcsync.engine.views import ChangeSession, read_users
 from cvcsync.inputs.changes import UserChange
 from cvcsync.inputs.records import User, content_hash
-from cvcsync.outputs.deadletters import MemoryDeadLetterSink
 from cvcsync.platform.context import SyncContext
-from cvcsync.platform.runtime import Invocation
 from cvcsync.runs.changes import ChangeBatch, ChangeEntry, ChangeRun, run_changes
-from support.inprocess_cvc import InProcessCvc, inprocess_cvc
+from support.inprocess_cvc import InProcessCvc, inprocess_cvc, memory_context
 
 BUCKET, PREFIX = "state", "cvc-sync/state/"
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -94,14 +91,7 @@ def cvc() -> InProcessCvc:
 
 
 def context(store: MemoryObjectStore, cvc: InProcessCvc) -> SyncContext:
-    return SyncContext(
-        settings=SyncSettings(state_bucket=BUCKET, concurrency=1),
-        cvc=cvc.client,
-        store=store,
-        output_bucket=BUCKET,
-        sink=MemoryDeadLetterSink(),
-        invocation=Invocation("local", "req-test", None),
-    )
+    return memory_context(store, cvc, BUCKET)
 
 
 def person(uid: str, name: str) -> User:

@@ -13,19 +13,16 @@ from typing import Any
 import pytest
 
 from cvcsync.adapters.objects import MemoryObjectStore
-from cvcsync.config import SyncSettings
 from cvcsync.engine.settle import SNAPSHOT_AT
 from cvcsync.engine.shadow import ShadowState
 from cvcsync.engine.state import StateStore
 from cvcsync.engine.views import read_users
 from cvcsync.inputs.changes import UserChange
 from cvcsync.inputs.records import User
-from cvcsync.outputs.deadletters import MemoryDeadLetterSink
 from cvcsync.platform.context import SyncContext
-from cvcsync.platform.runtime import Invocation
 from cvcsync.runs.changes import ChangeBatch, ChangeEntry, run_changes
 from cvcsync.runs.export import sync_source
-from support.inprocess_cvc import InProcessCvc, inprocess_cvc
+from support.inprocess_cvc import InProcessCvc, inprocess_cvc, memory_context
 
 BUCKET, PREFIX = "state", "cvc-sync/state/"
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -56,14 +53,7 @@ def cvc() -> InProcessCvc:
 
 
 def context(store: MemoryObjectStore, cvc: InProcessCvc) -> SyncContext:
-    return SyncContext(
-        settings=SyncSettings(state_bucket=BUCKET, concurrency=1),
-        cvc=cvc.client,
-        store=store,
-        output_bucket=BUCKET,
-        sink=MemoryDeadLetterSink(),
-        invocation=Invocation("local", "req-test", None),
-    )
+    return memory_context(store, cvc, BUCKET)
 
 
 def export(n: int, renamed: int | None = None) -> bytes:

@@ -755,6 +755,7 @@ def main() -> int:
             last["profile"] = [profile(int(n), Path(tmp)) for n in opts.profile_users.split(",") if n.strip()]
         last.setdefault("enginesMeasuredAt", last.get("generatedAt"))
         last["profiledAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        last["profileNote"] = f"alone, with --profile-only; the engines were measured at {last['enginesMeasuredAt']}"
         write_figures("bench_columnar", {k: v for k, v in last.items() if k not in ("script", "generatedAt", "python")})
         return 0
 

@@ -3,7 +3,8 @@ at once, Entra ID's probe then create, then a pass of PATCHes (deactivations, up
 throttling and failing a share of CVC's calls, the state in moto's S3. ``bench/bench_scim.py`` runs the same at
 10,000 users and measures it; its ``check`` is the oracle here: CVC equals what the IdP sent, every resource reads
 back as sent at the version its last write answered, nothing was given up, every 2xx write has a run report with a
-written outcome, the shadow state holds CVC's users and none is uncertain, the server logged no error.
+written outcome (a failed one names its run, whose report says "retried"), the shadow state holds CVC's users and
+none is uncertain, the server logged no error.
 
 200 users, not more: the server takes about 9 creates a second here (2 cores shared by it, moto, the emulator and
 the clients), and the test stays near 30 s."""

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from cvcsync.adapters.objects import MemoryObjectStore
-from cvcsync.engine.state import UNCERTAIN, ShadowState, StateStore
+from cvcsync.engine.state import IN_FLIGHT_CHUNK, UNCERTAIN, ShadowState, StateStore
 
 BUCKET = "b"
 
@@ -189,3 +189,28 @@ def test_a_checkout_between_a_commit_and_its_list_removal_does_not_fold_the_sett
         assert state.get("u1") == ("h1", {"userId": "u1"}) and state.in_flight_keys == []
     finally:
         state.close()
+
+
+def test_a_long_in_flight_list_is_written_and_folded_a_chunk_at_a_time(tmp_path: Path) -> None:
+    """A first sync of a million users folds its own list at its commit: read whole, it held ~500 MB of tuples."""
+    objects = MemoryObjectStore()
+    store = StateStore(objects, BUCKET, "cvc-sync/state/")
+    many = IN_FLIGHT_CHUNK * 2 + 7
+    listed = [(f"u{i:06d}", orjson.dumps({"userId": f"u{i:06d}"}).decode() if i % 2 else None) for i in range(many)]
+    assert store.mark_in_flight("big", iter(listed)) == many
+    key = store.in_flight_lists()[0]
+
+    chunks = store.in_flight_chunks(key, tmp_path)
+    assert chunks is not None
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes == [IN_FLIGHT_CHUNK, IN_FLIGHT_CHUNK, 7]
+    assert list(tmp_path.iterdir()) == []  # the downloaded list is removed once read
+    assert store.read_in_flight(key, tmp_path) == listed
+
+    state = store.checkout(tmp_path)
+    assert state.uncertain_count() == many and state.in_flight_count() == many
+    assert state.get("u000001") == (UNCERTAIN, {"userId": "u000001"})
+    assert state.get("u000000") == (UNCERTAIN, {"userId": "u000000"})  # no record: the user id alone
+    state.close()
+    objects.delete(BUCKET, key)
+    assert store.in_flight_chunks(key, tmp_path) is None  # a commit removed it meanwhile

@@ -54,6 +54,9 @@ SETTLED_IN_HEADER = 16  # generations whose settled in-flight lists the header n
 USER, EVENT = "u:", "e:"
 _U32, _U64 = struct.Struct(">I"), struct.Struct(">Q")
 COPY_BUFFER = 1024 * 1024
+# zlib's fastest level, for the snapshot and the index blocks alike: at 1M users level 6 took 3.2 s + 2.6 s of a
+# first sync's commit, level 1 1.5 s + 1.1 s, for objects 15-20% larger (55 MB + 63 MB instead of 45 MB + 57 MB).
+COMPRESS_LEVEL = 1
 
 
 class GenerationFormatError(CvcSyncError):
@@ -116,7 +119,7 @@ def _write_index(state: ShadowState, target: BinaryIO, workdir: Path) -> tuple[i
 
             def flush(upto: int) -> None:
                 nonlocal position, lines, current
-                data = zlib.compress(b"\n".join(lines), 6) if lines else b""
+                data = zlib.compress(b"\n".join(lines), COMPRESS_LEVEL) if lines else b""
                 blocks.write(data)
                 for b in range(current, upto):
                     offsets[b] = position if b == current else position + len(data)
@@ -148,7 +151,7 @@ def write(state: ShadowState, target: Path) -> dict[str, Any]:
     """``state`` (committed, closed or not) as a generation object at ``target``; returns its header."""
     workdir = target.parent
     packed = workdir / (target.name + ".sqlite.gz")
-    with state.path.open("rb") as source, gzip.open(packed, "wb", compresslevel=6) as zipped:
+    with state.path.open("rb") as source, gzip.open(packed, "wb", compresslevel=COMPRESS_LEVEL) as zipped:
         shutil.copyfileobj(source, zipped, COPY_BUFFER)
     sqlite_size = packed.stat().st_size
     index = workdir / (target.name + ".index")

@@ -42,9 +42,12 @@ UPSERT, DELETE = "upsert", "delete"
 LOST_RACE = "LostRace"  # the error code of a repair's dead letter
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Write:
-    """A write a run made in CVC (or a change it found already in place): the user, its event time, what."""
+    """A write a run made in CVC (or a change it found already in place): the user, its event time, what.
+
+    Not frozen, though never changed: a first sync of a million users commits a million of them, and a frozen
+    dataclass's ``__init__`` (``object.__setattr__`` per field) cost 1.3 s more of that commit."""
 
     user_id: str
     at: str  # clock.stamp

@@ -39,8 +39,9 @@ import logging
 import tempfile
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_DIR = "in-flight/"
+IN_FLIGHT_CHUNK = 5000  # in-flight entries read or written at once (memory flat at any list size)
 MAX_COMMIT_ATTEMPTS = 8
 KEEP_GENERATIONS = 3
 SETTLED_LISTS_KEPT = 1000  # generations for which the state remembers which in-flight lists they settled
@@ -114,12 +116,14 @@ class StateStore:
     def mark_in_flight(self, run_id: str, entries: Iterable[tuple[str, str | None]]) -> int:
         """Write the run's in-flight list, (user_id, record JSON or None) per user, before its first CVC write."""
         count = 0
+        pending = iter(entries)
         with tempfile.TemporaryDirectory(prefix="cvcsync-inflight-") as tmp:
             path = Path(tmp) / "in-flight.ndjson.gz"
             with gzip.open(path, "wb", compresslevel=1) as target:
-                for entry in entries:
-                    target.write(orjson.dumps(entry) + b"\n")
-                    count += 1
+                # A chunk of lines per write: a million single-line writes to the gzip stream cost a second more.
+                while chunk := list(islice(pending, IN_FLIGHT_CHUNK)):
+                    target.write(b"".join([orjson.dumps(entry) + b"\n" for entry in chunk]))
+                    count += len(chunk)
             if count:
                 self.store.put_file(self.bucket, self.in_flight_key(run_id), path)
         return count
@@ -128,26 +132,39 @@ class StateStore:
         return sorted(self.store.list_keys(self.bucket, self.prefix + IN_FLIGHT_DIR))
 
     def read_in_flight(self, key: str, workdir: Path) -> list[tuple[str, str | None]] | None:
-        """The (user_id, record or None) of a list; None when a commit removed it meanwhile."""
-        packed = workdir / "in-flight.ndjson.gz"
+        """The (user_id, record or None) of a list, whole (for lists known to be small); None when a commit removed
+        it meanwhile."""
+        chunks = self.in_flight_chunks(key, workdir)
+        return None if chunks is None else [entry for chunk in chunks for entry in chunk]
+
+    def in_flight_chunks(self, key: str, workdir: Path) -> Iterator[list[tuple[str, str | None]]] | None:
+        """The entries of a list in chunks of ``IN_FLIGHT_CHUNK``, read from its file as they are used: a first sync
+        of a million users folds its own list at its commit, which whole would hold ~500 MB of Python tuples.
+        None when a commit removed the list meanwhile."""
+        packed = workdir / f"in-flight-{uuid.uuid4().hex}.ndjson.gz"
         if not self.store.download_file(self.bucket, key, packed):
             return None
-        try:
-            with gzip.open(packed, "rb") as lines:
-                return [(str(uid), record) for uid, record in (orjson.loads(line) for line in lines)]
-        finally:
-            packed.unlink()
+
+        def chunks() -> Iterator[list[tuple[str, str | None]]]:
+            try:
+                with gzip.open(packed, "rb") as lines:
+                    while part := list(islice(lines, IN_FLIGHT_CHUNK)):
+                        yield [(str(uid), record) for uid, record in map(orjson.loads, part)]
+            finally:
+                packed.unlink(missing_ok=True)
+
+        return chunks()
 
     def _fold_in_flight(self, state: ShadowState, workdir: Path) -> None:
         settled = {k for (k,) in state.db.execute("SELECT key FROM settled_lists")}
         for key in self.in_flight_lists():
             if key in settled:
                 continue  # already folded into this generation by a commit that is removing it: its marks are in
-            listed = self.read_in_flight(key, workdir)
-            if listed is None:
+            chunks = self.in_flight_chunks(key, workdir)
+            if chunks is None:
                 continue  # a commit folded it in and removed it meanwhile
-            for start in range(0, len(listed), 5000):
-                state.fold_in_flight(listed[start : start + 5000])
+            for chunk in chunks:
+                state.fold_in_flight(chunk)
             state.in_flight_keys.append(key)
 
     # -- the journal, folded into a checkout ---------------------------------------------------------------------

@@ -439,3 +439,39 @@ def test_state_cost_per_change_before_and_after_and_flat(tmp_path: Path) -> None
     assert row(text, "100,000")[2] == "14.0"  # no figure before at that size
     assert "(≤ 1.1×): not met ❌" in text  # 12 -> 14 requests: not flat
     assert row(text, "200")[1:3] == ["0.60", "209"]
+
+
+def first_sync_at_scale(users: int, bookkeeping: float, apply: float, peak: float) -> dict[str, Any]:
+    return {
+        "users": users,
+        "wallS": 60.0,
+        "planS": 8.0,
+        "applyS": apply,
+        "totalS": 8.0 + apply + bookkeeping,
+        "bookkeepingS": bookkeeping,
+        "bookkeepingOfApply": round(bookkeeping / apply, 4),
+        "peakMb": peak,
+        "usersPerSecond": users / 60.0,
+        "calls": {"CreateUser": users // 100, "GetAccountInfo": 1},
+    }
+
+
+def test_first_sync_at_scale_judges_the_bookkeeping_against_apply_and_the_peak_at_1m(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    sync = stamp(firstSyncAtScale=first_sync_at_scale(1_000_000, bookkeeping=21.0, apply=28.0, peak=135.0))
+    write(folder, "bench_sync", sync)
+    text = write_report(folder, tmp_path / "RESULTS.md", now=NOW, host=HOST)
+    assert "## First sync of 1,000,000 users" in text
+    assert row(text, "bookkeeping s (of apply)")[1:] == ["21.0 (75%)", "≤ 25% of apply", "not met ❌"]
+    assert row(text, "peak RSS MB")[1:] == ["135", "≤ 256 MB at 1M users", "met ✅"]
+    assert "CreateUser=10000, GetAccountInfo=1" in text
+
+    sync = stamp(firstSyncAtScale=first_sync_at_scale(100_000, bookkeeping=0.5, apply=4.0, peak=300.0))
+    write(folder, "bench_sync", sync)
+    text = write_report(folder, tmp_path / "RESULTS.md", now=NOW, host=HOST)
+    assert row(text, "bookkeeping s (of apply)")[3] == "met ✅"
+    assert row(text, "peak RSS MB")[3] == "n/a (100,000 users)"  # the target is at 1M users
+
+
+def test_results_without_the_first_sync_at_scale_leave_its_section_out(results: Path, tmp_path: Path) -> None:
+    assert "## First sync of" not in report(results, tmp_path)

@@ -34,14 +34,12 @@ their users uncertain for the running run.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import tempfile
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +47,11 @@ import orjson
 
 from cvcsync import clock
 from cvcsync.engine import generation as generation_file
+from cvcsync.engine.in_flight import IN_FLIGHT_CHUNK, InFlightLists
 from cvcsync.engine.journal import INTENT, Entry, Journal, replay
+from cvcsync.engine.manifest import Manifests
 from cvcsync.engine.shadow import EVENT_MEMORY_DAYS, UNCERTAIN, ShadowState, UserRow, journal_fingerprint
+from cvcsync.engine.state_objects import IN_FLIGHT_DIR, MAX_COMMIT_ATTEMPTS
 from cvcsync.errors import CvcSyncError
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENT_MEMORY_DAYS",
+    "IN_FLIGHT_CHUNK",
     "IN_FLIGHT_DIR",
     "UNCERTAIN",
     "Changes",
@@ -70,9 +72,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT_DIR = "in-flight/"
-IN_FLIGHT_CHUNK = 5000  # in-flight entries read or written at once (memory flat at any list size)
-MAX_COMMIT_ATTEMPTS = 8
 KEEP_GENERATIONS = 3
 SETTLED_LISTS_KEPT = 1000  # generations for which the state remembers which in-flight lists they settled
 COMPACT_PENDING = 2000  # journal entries a checkout folds before it writes them into a generation of their own
@@ -92,68 +91,17 @@ Changes = Callable[[ShadowState], None]
 _LATEST: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], int]] = weakref.WeakKeyDictionary()
 
 
-class StateStore:
-    """Generations of the shadow state and its journal under ``prefix`` in a bucket of an object store."""
+class StateStore(InFlightLists, Manifests):
+    """Generations of the shadow state and its journal under ``prefix`` in a bucket of an object store (its
+    in-flight lists: ``engine.in_flight``; its manifest: ``engine.manifest``)."""
 
     def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
-        self.store = store
-        self.bucket = bucket
-        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        super().__init__(store, bucket, prefix)
         self.journal = Journal(store, bucket, self.prefix)
         self.compact_pending = COMPACT_PENDING
 
-    def _key(self, generation: int) -> str:
-        return f"{self.prefix}gen-{generation:08d}.sqlite.gz"
-
     def reader(self, generation: int) -> generation_file.GenerationReader:
         return generation_file.GenerationReader(self.store, self.bucket, self._key(generation))
-
-    # -- in-flight lists (the batch path's) ----------------------------------------------------------------------
-
-    def in_flight_key(self, run_id: str) -> str:
-        return f"{self.prefix}{IN_FLIGHT_DIR}{run_id}.ndjson.gz"
-
-    def mark_in_flight(self, run_id: str, entries: Iterable[tuple[str, str | None]]) -> int:
-        """Write the run's in-flight list, (user_id, record JSON or None) per user, before its first CVC write."""
-        count = 0
-        pending = iter(entries)
-        with tempfile.TemporaryDirectory(prefix="cvcsync-inflight-") as tmp:
-            path = Path(tmp) / "in-flight.ndjson.gz"
-            with gzip.open(path, "wb", compresslevel=1) as target:
-                # A chunk of lines per write: a million single-line writes to the gzip stream cost a second more.
-                while chunk := list(islice(pending, IN_FLIGHT_CHUNK)):
-                    target.write(b"".join([orjson.dumps(entry) + b"\n" for entry in chunk]))
-                    count += len(chunk)
-            if count:
-                self.store.put_file(self.bucket, self.in_flight_key(run_id), path)
-        return count
-
-    def in_flight_lists(self) -> list[str]:
-        return sorted(self.store.list_keys(self.bucket, self.prefix + IN_FLIGHT_DIR))
-
-    def read_in_flight(self, key: str, workdir: Path) -> list[tuple[str, str | None]] | None:
-        """The (user_id, record or None) of a list, whole (for lists known to be small); None when a commit removed
-        it meanwhile."""
-        chunks = self.in_flight_chunks(key, workdir)
-        return None if chunks is None else [entry for chunk in chunks for entry in chunk]
-
-    def in_flight_chunks(self, key: str, workdir: Path) -> Iterator[list[tuple[str, str | None]]] | None:
-        """The entries of a list in chunks of ``IN_FLIGHT_CHUNK``, read from its file as they are used: a first sync
-        of a million users folds its own list at its commit, which whole would hold ~500 MB of Python tuples.
-        None when a commit removed the list meanwhile."""
-        packed = workdir / f"in-flight-{uuid.uuid4().hex}.ndjson.gz"
-        if not self.store.download_file(self.bucket, key, packed):
-            return None
-
-        def chunks() -> Iterator[list[tuple[str, str | None]]]:
-            try:
-                with gzip.open(packed, "rb") as lines:
-                    while part := list(islice(lines, IN_FLIGHT_CHUNK)):
-                        yield [(str(uid), record) for uid, record in map(orjson.loads, part)]
-            finally:
-                packed.unlink(missing_ok=True)
-
-        return chunks()
 
     def _fold_in_flight(self, state: ShadowState, workdir: Path) -> None:
         settled = {k for (k,) in state.db.execute("SELECT key FROM settled_lists")}
@@ -208,18 +156,6 @@ class StateStore:
             state.set_meta(str(key), str(value))
 
     # -- generations ---------------------------------------------------------------------------------------------
-
-    @property
-    def manifest_key(self) -> str:
-        return f"{self.prefix}manifest.json"
-
-    def read_manifest(self) -> dict[str, Any]:
-        raw = self.store.get_bytes(self.bucket, self.manifest_key)
-        try:
-            manifest = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            return {}
-        return manifest if isinstance(manifest, dict) else {}
 
     def latest_generation(self) -> int:
         """The newest generation that exists (0: none yet): the manifest's, then probe forward past it."""
@@ -554,106 +490,6 @@ class StateStore:
             return [repair for entry_id, found in raised.items() if entry_id in late for repair in found]
         finally:
             state.close()
-
-    def _manifest(self, generation: int, users: int, uncertain: int, run_id: str, committed_at: str) -> bytes:
-        return orjson.dumps(
-            {
-                "generation": generation,
-                "key": self._key(generation),
-                "users": users - uncertain,  # users whose content the state knows CVC holds
-                "uncertain": uncertain,  # users CVC may or may not hold (an interrupted or failed write)
-                "runId": run_id,
-                "committedAt": committed_at,
-            }
-        )
-
-    def _manifest_copy_key(self, generation: int) -> str:
-        return f"{self.prefix}gen-{generation:08d}.manifest.json"
-
-    def _published_generation(self) -> int:
-        generation = self.read_manifest().get("generation")
-        return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
-
-    def _publish_manifest(self, generation: int, body: bytes) -> None:
-        """Point ``manifest.json`` at ``generation`` unless a newer one is published: it never goes backwards.
-
-        The object store offers create-only writes but no compare-and-swap on an existing key, so: each generation's
-        manifest is first kept beside it, create-only (``gen-N.manifest.json``); the shared one is re-read and only
-        written when older; and after writing, a newer generation that committed meanwhile (whose own write ours
-        may just have overwritten) is published again from its copy. A committer writes its copy before it re-reads,
-        so whichever of two racing committers writes last sees the other's copy and leaves the newer one. A reader
-        may see an older manifest for the moment between two of these writes, never after they settle."""
-        self.store.put_bytes(
-            self.bucket, self._manifest_copy_key(generation), body, content_type="application/json", if_absent=True
-        )
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            if self._published_generation() >= generation:
-                return  # a newer commit published itself: its committer answers for it
-            self.store.put_bytes(self.bucket, self.manifest_key, body, content_type="application/json")
-            newer = self._newest_copy_after(generation)
-            if newer is None:
-                return
-            generation, body = newer
-        log.warning("the state manifest kept moving while it was published", extra={"generation": generation})
-
-    def touched_manifest(
-        self,
-        manifest: dict[str, Any],
-        generation: int,
-        *,
-        run_id: str,
-        users: int,
-        uncertain: int,
-        meta: dict[str, str] | None = None,
-    ) -> dict[str, Any] | None:
-        """The manifest after a journal commit on ``generation`` (``manifest``: as read a moment ago; None: leave it,
-        a newer generation is published and its counts are exact): it says the commit is the newest (``journal``:
-        its run, time and the meta it set, which checkouts fold in) and moves its counts by ``users`` and
-        ``uncertain``. Counts are kept exactly by generations; between two, concurrent journal commits may each miss
-        the other's step. ``put_manifest`` writes it; ``republish_after`` keeps it from going backwards."""
-        published = manifest.get("generation", 0)
-        if isinstance(published, int) and published > generation:
-            return None
-        found = manifest.get("journal")
-        journal: dict[str, Any] = found if isinstance(found, dict) else {}
-        committed_at = clock.report_time()
-        return {
-            **manifest,
-            "generation": generation,
-            "key": self._key(generation) if generation else None,
-            "users": max(0, int(manifest.get("users") or 0) + users),
-            "uncertain": max(0, int(manifest.get("uncertain") or 0) + uncertain),
-            "runId": run_id,
-            "committedAt": committed_at,
-            "journal": {
-                "runId": run_id,
-                "committedAt": committed_at,
-                "meta": {**(journal.get("meta") or {}), **(meta or {})},
-            },
-        }
-
-    def put_manifest(self, manifest: dict[str, Any]) -> bool:
-        return self.store.put_bytes(
-            self.bucket, self.manifest_key, orjson.dumps(manifest), content_type="application/json"
-        )
-
-    def republish_after(self, generation: int) -> None:
-        """A manifest of ``generation`` was written: a newer generation published meanwhile is published again."""
-        newer = self._newest_copy_after(generation)
-        if newer is not None:
-            self._publish_manifest(*newer)
-
-    def _newest_copy_after(self, generation: int) -> tuple[int, bytes] | None:
-        """The newest generation after ``generation`` whose manifest copy exists (a generation without one is
-        still being committed, and its committer publishes it), with that copy."""
-        newest = generation
-        while self.store.head(self.bucket, self._key(newest + 1)) is not None:
-            newest += 1
-        for candidate in range(newest, generation, -1):
-            body = self.store.get_bytes(self.bucket, self._manifest_copy_key(candidate))
-            if body is not None:
-                return candidate, body
-        return None
 
     def _prune(self, newest: int, *, keep: str | None = None) -> None:
         """Remove generations past the last ``KEEP_GENERATIONS``, but ``keep`` (the newest one's base)."""

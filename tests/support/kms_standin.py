@@ -1,5 +1,5 @@
 """A local stand-in for Alibaba Cloud KMS secrets manager's ``GetSecretValue`` (API 2016-01-20) that VERIFIES the
-RPC signature, for the integration tests of ``cvcsync.adapters.secrets``.
+RPC signature, for the integration tests of ``cvcsync.adapters.secret_stores``.
 
 KMS's RPC API is signed exactly like CVC's, so the emulator's gateway checks it: ``read_request`` (method, path,
 query and form body) and ``authenticate`` (parameters present, access key, STS token matching the key, timestamp

@@ -56,6 +56,7 @@ NOT_FOR_CHANGES = {
     "cvcsync.inputs.header_mapping": "the header mapping of files",
     "cvcsync.platform.dispatch": "continuations: only an export hands work on",
     "cvcsync.schedule": "the scheduled tasks",
+    "cvcsync.adapters.secret_stores": "the remote secret stores: no secretsmanager:/ssm:/kms: reference is set",
 }
 NOT_FOR_QUEUE = {**NOT_FOR_CHANGES, "cvcsync.http_api": "the HTTP API"}
 NOT_FOR_HTTP = {**NOT_FOR_CHANGES, "cvcsync.http_api.scim": "SCIM, for a request that is not SCIM's"}

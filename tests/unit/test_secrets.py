@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,18 +20,16 @@ import pytest
 
 from cvcsync.adapters import signature
 from cvcsync.adapters.credentials import Credentials
+from cvcsync.adapters.secret_stores import KmsSecrets, _aws_failure, _kms_failure
 from cvcsync.adapters.secrets import (
     ACCESS_DENIED,
     INVALID_REFERENCE,
     NOT_FOUND,
     UNAVAILABLE,
     UNUSABLE,
-    KmsSecrets,
     SecretCache,
     SecretError,
     SecretReader,
-    _aws_failure,
-    _kms_failure,
     parse_reference,
 )
 from cvcsync.errors import ConfigurationError
@@ -196,6 +196,28 @@ def test_env_references_are_read_every_time_and_missing_ones_say_so() -> None:
         == "CVCSYNC_SECRET_HTTP_KEYS names the secret env:LOCAL_KEYS, which is not set in the environment"
     )
     assert SecretReader({}).read("CVCSYNC_SECRET_HTTP_KEYS") is None
+
+
+def test_the_stores_module_is_loaded_by_the_first_reference_to_a_store_and_never_for_env() -> None:
+    """A fresh interpreter, as a cold start: ``env:`` secrets and unset ones must not import the remote stores."""
+    code = """
+import sys
+from cvcsync.adapters.secrets import SecretReader
+env = {
+    "CVCSYNC_SECRET_HTTP_KEYS": "env:LOCAL_KEYS",
+    "LOCAL_KEYS": "a",
+    "CVCSYNC_KMS_ENDPOINT": "http://127.0.0.1:9",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": "local-key-id",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "local-key-secret",
+}
+secrets = SecretReader(env)
+print(secrets.read("CVCSYNC_SECRET_HTTP_KEYS"), secrets.read("CVCSYNC_SECRET_HTTP_TOKENS"))
+print(sorted(m for m in ("cvcsync.adapters.secret_stores", "cvcsync.adapters.http_session") if m in sys.modules))
+print(type(secrets.source("kms")).__module__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["a None", "[]", "cvcsync.adapters.secret_stores"]
 
 
 # ------------------------------------------------------------------------------------------------ KMS, offline

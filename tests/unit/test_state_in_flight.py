@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from cvcsync.adapters.objects import MemoryObjectStore
+from cvcsync.engine.settle import UPSERT, Write, settle_writes
 from cvcsync.engine.state import IN_FLIGHT_CHUNK, UNCERTAIN, ShadowState, StateStore
 
 BUCKET = "b"
@@ -214,3 +215,41 @@ def test_a_long_in_flight_list_is_written_and_folded_a_chunk_at_a_time(tmp_path:
     state.close()
     objects.delete(BUCKET, key)
     assert store.in_flight_chunks(key, tmp_path) is None  # a commit removed it meanwhile
+
+
+@pytest.mark.parametrize("writes_settled", [True, False])
+def test_a_commit_leaves_the_same_state_whether_it_folds_its_own_list_before_or_after_its_writes(
+    tmp_path: Path, writes_settled: bool
+) -> None:
+    """After (``writes_settled``, what ``Run.commit`` does): only the users no write settled take the list's mark,
+    which spares a first sync of a million users marking each uncertain just for its write to settle it again."""
+    objects = MemoryObjectStore()
+    store = StateStore(objects, BUCKET, "cvc-sync/state/")
+    commit_users(store, {"kept": "h1", "changing": "h2", "failing": "h3", "in place": "h4"})
+    new = orjson.dumps({"userId": "new", "userName": "N"}).decode()
+    refused = orjson.dumps({"userId": "refused", "userName": "R"}).decode()
+    mine = [("changing", None), ("failing", None), ("new", new), ("refused", refused), ("in place", None)]
+    assert store.mark_in_flight("run-2", iter(mine)) == 5
+    assert store.mark_in_flight("other", iter([("kept", None)])) == 1
+    at = "2026-01-02T00:00:00Z"
+    writes = [
+        Write("changing", at, UPSERT, "h2b", '{"userId":"changing","v":2}'),
+        Write("failing", at, UPSERT, "h3b", '{"userId":"failing","v":2}', landed=False),
+        Write("new", at, UPSERT, "hn", new),
+        Write("in place", at, UPSERT, "h4", '{"userId":"in place"}', changed=False),  # only its time is recorded
+    ]  # "refused": CVC refused its create; no write, so its mark stays
+
+    def settle(state: ShadowState) -> None:
+        assert settle_writes(state, writes) == []  # no race: nobody else wrote these users
+
+    store.commit(settle, run_id="run-2", writes_settled=writes_settled)
+
+    state = store.checkout(tmp_path)
+    assert state.get("changing") == ("h2b", {"userId": "changing", "v": 2})
+    assert state.get("new") == ("hn", {"userId": "new", "userName": "N"})
+    assert state.get("failing") == (UNCERTAIN, {"userId": "failing", "v": 2})  # the record it meant
+    assert state.get("refused") == (UNCERTAIN, {"userId": "refused", "userName": "R"})
+    assert state.get("in place") == (UNCERTAIN, {"userId": "in place"})  # marked; nothing sent settled it
+    assert state.get("kept") == (UNCERTAIN, {"userId": "kept"})  # another run's list: its marks live on here
+    assert store.in_flight_lists() == []  # both folded into the generation, and removed
+    state.close()

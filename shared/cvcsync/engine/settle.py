@@ -112,6 +112,9 @@ def settle_writes(state: ShadowState, writes: Iterable[Write], *, base_generatio
     batch = list(writes)
     ids = sorted({w.user_id for w in batch})
     behind = set(state.changes_since(ids, base_generation)) if base_generation is not None else set()
+    # What each sent write leaves is decided here, whatever its run's in-flight mark said (the commit folds its own
+    # run's list after these writes, for the users they left alone: ``StateStore.commit``).
+    state.note_settled(w.user_id for w in batch if w.changed)
     return _settle(state, batch, behind)
 
 

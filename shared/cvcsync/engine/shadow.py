@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS journal_hw (user_id TEXT PRIMARY KEY, seq INTEGER NOT
 CREATE TABLE IF NOT EXISTS journal_folded (user_id TEXT NOT NULL, seq INTEGER NOT NULL, entry_id TEXT NOT NULL,
     PRIMARY KEY (user_id, seq)) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS in_flight (user_id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS settled (user_id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 UNCERTAIN = ""  # the hash of a user a run may have written without recording it: it matches no content
 EVENT_MEMORY_DAYS = 7
@@ -127,6 +128,7 @@ class ShadowState:
         if "entry_seq" not in columns:  # a state written before the journal
             self.db.execute("ALTER TABLE changes ADD COLUMN entry_seq INTEGER")
         self.in_flight_keys: list[str] = []  # the in-flight lists folded into this copy (``StateStore``)
+        self.deferred_in_flight: str | None = None  # the committing run's own list, folded after its writes
         # What ``StateStore.checkout`` folded into this copy from the journal (``engine.journal``): the entries still
         # pending (``Entry``), the keys of entries a generation already holds, and the applied event ids' markers.
         self.journal_pending: list[Any] = []
@@ -192,10 +194,13 @@ class ShadowState:
         self._stage(entries)
         self._uncertain_from_stage()
 
-    def fold_in_flight(self, entries: list[tuple[str, str | None]]) -> None:
+    def fold_in_flight(self, entries: list[tuple[str, str | None]], *, unsettled_only: bool = False) -> None:
         """Users a running (or killed) run named in flight: uncertain now, and remembered for this copy so that
-        ``rebuild`` keeps them uncertain."""
+        ``rebuild`` keeps them uncertain. ``unsettled_only``: but those a write of this copy's commit settled
+        (``note_settled``): a commit folds its own run's list after its writes (``StateStore.commit``)."""
         self._stage(entries)
+        if unsettled_only:
+            self.db.execute("DELETE FROM temp.stage WHERE user_id IN (SELECT user_id FROM temp.settled)")
         self.db.execute("INSERT OR IGNORE INTO temp.in_flight (user_id, record) SELECT user_id, record FROM temp.stage")
         self._uncertain_from_stage()
 
@@ -216,6 +221,11 @@ class ShadowState:
             (UNCERTAIN,),
         )
         self.db.execute("DELETE FROM temp.stage")
+
+    def note_settled(self, user_ids: Iterable[str]) -> None:
+        """Users whose state a write of this commit set (recorded, failed or lost a race: ``engine.settle``), which
+        their own run's in-flight mark no longer changes."""
+        self.db.executemany("INSERT OR IGNORE INTO temp.settled (user_id) VALUES (?)", [(uid,) for uid in user_ids])
 
     def settle_in_flight(self, user_ids: Iterable[str]) -> None:
         """A commit settled these users' in-flight marks (a write, or its run let go of them): whatever they hold

@@ -103,17 +103,34 @@ class StateStore(InFlightLists, Manifests):
     def reader(self, generation: int) -> generation_file.GenerationReader:
         return generation_file.GenerationReader(self.store, self.bucket, self._key(generation))
 
-    def _fold_in_flight(self, state: ShadowState, workdir: Path) -> None:
+    def _fold_in_flight(self, state: ShadowState, workdir: Path, defer: str | None = None) -> None:
+        """Fold every in-flight list in, but ``defer`` (the committing run's own: ``_fold_own_list``)."""
         settled = {k for (k,) in state.db.execute("SELECT key FROM settled_lists")}
         for key in self.in_flight_lists():
             if key in settled:
                 continue  # already folded into this generation by a commit that is removing it: its marks are in
+            if key == defer:
+                state.deferred_in_flight = key
+                continue
             chunks = self.in_flight_chunks(key, workdir)
             if chunks is None:
                 continue  # a commit folded it in and removed it meanwhile
             for chunk in chunks:
                 state.fold_in_flight(chunk)
             state.in_flight_keys.append(key)
+
+    def _fold_own_list(self, state: ShadowState, workdir: Path) -> None:
+        """The committing run's own in-flight list, after its writes: only its users no write of this commit
+        settled (a row CVC refused, a write handed back) stay uncertain. Folded before the writes, as every other
+        list, it made each of a first sync's million users uncertain only for its write to settle it again: 5 s of
+        a 1M-user commit."""
+        key = state.deferred_in_flight
+        chunks = self.in_flight_chunks(key, workdir) if key is not None else None
+        if key is None or chunks is None:
+            return  # a concurrent commit folded it in and removed it: its generation holds the marks
+        for chunk in chunks:
+            state.fold_in_flight(chunk, unsettled_only=True)
+        state.in_flight_keys.append(key)
 
     # -- the journal, folded into a checkout ---------------------------------------------------------------------
 
@@ -190,13 +207,16 @@ class StateStore(InFlightLists, Manifests):
         self.remember_generation(generation)
         return generation
 
-    def checkout(self, workdir: Path, generation: int | None = None, *, compact: bool = True) -> ShadowState:
+    def checkout(
+        self, workdir: Path, generation: int | None = None, *, compact: bool = True, defer: str | None = None
+    ) -> ShadowState:
         """A local copy of a generation (the newest by default), or an empty state when there is none, with the
         journal, the in-flight lists and the applied event ids folded in. A journal past ``compact_pending`` entries
-        is first written into a generation of its own (``compact``), unless ``compact=False``."""
+        is first written into a generation of its own (``compact``), unless ``compact=False``. ``defer``: an
+        in-flight list left for the caller to fold (``commit``: its own run's)."""
         newest = generation is None
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            state = self._checkout(workdir, self.latest_generation() if newest else generation or 0, newest)
+            state = self._checkout(workdir, self.latest_generation() if newest else generation or 0, newest, defer)
             # A newer generation published while the journal was read may have deleted entries it folded: the
             # copy would lack them. Check out that one instead.
             if not newest or self.store.head(self.bucket, self._key(state.generation + 1)) is None:
@@ -210,7 +230,7 @@ class StateStore(InFlightLists, Manifests):
             return self.checkout(workdir, compact=False)
         return state
 
-    def _checkout(self, workdir: Path, generation: int, newest: bool) -> ShadowState:
+    def _checkout(self, workdir: Path, generation: int, newest: bool, defer: str | None = None) -> ShadowState:
         path = workdir / f"state-{generation:08d}.sqlite"
         if path.exists():
             path.unlink()
@@ -239,7 +259,7 @@ class StateStore(InFlightLists, Manifests):
             # users took 2.6 s, 0.13 s inside one).
             state.db.execute("BEGIN")
             self._fold_journal(state)
-            self._fold_in_flight(state, workdir)
+            self._fold_in_flight(state, workdir, defer)
             self._fold_events(state)
             if newest:
                 self.fold_manifest(state)
@@ -274,6 +294,7 @@ class StateStore(InFlightLists, Manifests):
         settles_in_flight: bool = True,
         late_repairs: list[Repair] | None = None,
         carry_run: bool = False,
+        writes_settled: bool = False,
     ) -> int:
         """Apply ``changes`` on top of the newest generation and write it as the next one; return its number.
 
@@ -282,14 +303,18 @@ class StateStore(InFlightLists, Manifests):
         compaction), so the runs still going keep their marks until they commit. ``late_repairs``: where the races
         this commit's writes ran with change-path entries committed too late for it to see are added (only the
         generation being written can tell them; ``_late_races``). ``carry_run``: keep the last commit's run and
-        time (a compaction)."""
+        time (a compaction). ``writes_settled``: ``changes`` records the run's writes through ``settle_writes``, which
+        notes the users it settles; the run's own in-flight list is then folded after them, for the users they left
+        alone (``_fold_own_list``), instead of before."""
         with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
             workdir = Path(tmp)
             for _ in range(MAX_COMMIT_ATTEMPTS):
-                state = self.checkout(workdir, compact=False)
+                own = self.in_flight_key(run_id) if settles_in_flight and writes_settled else None
+                state = self.checkout(workdir, compact=False, defer=own)
                 try:
                     state.db.execute("BEGIN")
                     changes(state)
+                    self._fold_own_list(state, workdir)
                     generation_next = state.generation + 1
                     if settles_in_flight:
                         # The lists this commit folds in are done once it lands, even before their objects are removed:

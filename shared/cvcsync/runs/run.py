@@ -199,7 +199,7 @@ class Run:
                 report.state["metaOnly"] = committed is not None
             if committed is None:
                 committed = self.ctx.state.commit(
-                    changes, run_id=self.run_id, snapshot_rows=snapshot_rows, late_repairs=late
+                    changes, run_id=self.run_id, snapshot_rows=snapshot_rows, late_repairs=late, writes_settled=True
                 )
             report.state["generationAfter"] = committed
             repairs.extend(late)

@@ -13,7 +13,7 @@ An entry is a step of one run for one user (``Entry.kind``):
 * ``intent``: the run may write the user (its in-flight mark, before the first CVC call);
 * ``write``: what it wrote (``engine.settle.Write``), with what its plan saw (``Seen``), replayed by the one rule;
 * ``release``: it let go of its mark without a write (the change was handed back to be retried);
-* ``uncertain``: an in-flight list of a batch run, folded in (``engine.views``); void if that run's commit settled
+* ``uncertain``: an in-flight list of a batch run, folded in (``engine.view_commit``); void if that run's commit settled
   the list before the entry was written (the generation remembers which lists it settled).
 
 An entry also carries the event ids its run settled for that user (the duplicate check of a redelivery reads the

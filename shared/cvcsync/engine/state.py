@@ -161,7 +161,7 @@ class StateStore(InFlightLists, Manifests):
     def fold_manifest(self, state: ShadowState, manifest: dict[str, Any] | None = None) -> None:
         """What the journal's commits left in the manifest of this very generation (``manifest``: as read a moment
         ago; None: read it now): their run and time (the newest commit, for the heartbeat and for a scheduled
-        task's ``carry_last_sync``) and the meta they set (``engine.views``)."""
+        task's ``carry_last_sync``) and the meta they set (``engine.view_commit``)."""
         manifest = self.read_manifest() if manifest is None else manifest
         if manifest.get("generation", 0) != state.generation or not isinstance(manifest.get("journal"), dict):
             return
@@ -272,7 +272,7 @@ class StateStore(InFlightLists, Manifests):
     def compact_if_long(self) -> int | None:
         """Compact when the journal holds more than ``compact_pending`` entries (one LIST, stopped there): the
         scheduled redrive's step after its pass, so that a large directory's compaction runs in no request's time
-        (``engine.views`` compacts inline only while a compaction is cheap). The new generation, or None."""
+        (``engine.view_commit`` compacts inline only while a compaction is cheap). The new generation, or None."""
         if self.journal.list_pending(self.compact_pending) is not None:
             return None
         log.info("the state journal is long: folding it into a generation")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from bench.report import main, write_report
+
+# As `python bench/report.py` runs: bench/ on sys.path, where the report imports its section modules by plain name.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from report import main, write_report
 
 NOW = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
 HOST = {"CPU": "Test CPU", "cores": "2", "RAM": "4.0 GiB", "OS": "TestOS", "Python": "3.11.7", "requests": "2.34.2"}

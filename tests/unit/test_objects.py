@@ -416,6 +416,34 @@ def test_local_list_skips_temp_files_and_delete_prunes_empty_directories(tmp_pat
     assert (tmp_path / "bucket" / "a").is_dir()
 
 
+def test_local_list_of_a_name_prefix_walks_only_the_directories_it_can_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local state's ``state/gen-`` listing must not walk its journal's thousands of entries beside it."""
+    store = LocalObjectStore(tmp_path)
+    for key in ("state/gen-00000001.sqlite.gz", "state/gen-x/deeper.json", "state/journal/ab/u1.json", "state/g.json"):
+        store.put_bytes("bucket", key, b"1")
+    walked: list[str] = []
+    real_walk = os.walk
+
+    def recording_walk(top: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for found in real_walk(top, *args, **kwargs):
+            walked.append(Path(found[0]).relative_to(tmp_path / "bucket").as_posix())
+            yield found
+
+    monkeypatch.setattr(os, "walk", recording_walk)
+    assert list(store.list_keys("bucket", "state/gen-")) == ["state/gen-00000001.sqlite.gz", "state/gen-x/deeper.json"]
+    assert walked == ["state", "state/gen-x"]  # not state/journal
+    walked.clear()
+    assert list(store.list_keys("bucket", "state/")) == [
+        "state/g.json",
+        "state/gen-00000001.sqlite.gz",
+        "state/gen-x/deeper.json",
+        "state/journal/ab/u1.json",
+    ]
+    assert "state/journal/ab" in walked  # a directory prefix walks all below it
+
+
 def test_local_key_conflicts_with_a_directory(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path)
     store.put_bytes("bucket", "a/b", b"1")

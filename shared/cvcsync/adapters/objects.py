@@ -304,8 +304,13 @@ class LocalObjectStore:
         start = base.joinpath(*parts)
         if not start.is_dir():
             return
+        # A prefix that ends inside a name ("state/gen-") names no key in a subdirectory not starting with it: those
+        # are not walked (a local state's journal holds thousands of entries beside its generations).
+        rest = prefix.rsplit("/", 1)[-1]
         keys = []
-        for directory, _, files in os.walk(start):
+        for directory, subdirectories, files in os.walk(start):
+            if rest and directory == str(start):
+                subdirectories[:] = [name for name in subdirectories if name.startswith(rest)]
             for name in files:
                 if name.startswith(_TMP_PREFIX):
                     continue

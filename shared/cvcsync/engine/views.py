@@ -4,14 +4,16 @@ A change run (queue messages, HTTP and SCIM writes, the redrive's letters: ``run
 of a directory that may hold a million. ``ChangeSession`` gives it the same ``ShadowState`` the batch path plans
 against, holding only those users, for a cost that does not grow with the directory:
 
-* **read** (``checkout``): the newest generation (one HEAD past the last one this process saw), each user's row
-  from that generation's index (``engine.generation``: two ranged GETs per bucket of users), each user's pending
-  journal entries (one LIST of its own prefix, or one of the whole journal for a run of many users when it is
-  short; the newest entry alone when it is a checkpoint on this generation), and one HEAD more to make sure no
-  generation was published meanwhile (a commit that folded entries deletes them after it publishes: a read that
-  straddled it is read again). An event id is looked up (its marker, the index) only when a user it names has a
-  last change not older than its change: a change once applied leaves its time on its user, so a newer one cannot
-  have been. What the plan saw of each user is kept (``Seen``).
+* **read** (``checkout``): the newest generation, each user's row from that generation's index
+  (``engine.generation``: two ranged GETs per bucket of users), each user's pending journal entries (one LIST of
+  its own prefix, or one of the whole journal for a run of many users when it is short; the newest entry alone
+  when it is a checkpoint on this generation), and one HEAD to make sure no generation was published meanwhile (a
+  commit that folded entries deletes them after it publishes: a read that straddled it is read again). That HEAD
+  also proves the generation read is the newest, so a plan starts from the last one this process saw without a
+  HEAD of its own first (one published since is found by it, and read then). An event id is looked up (its
+  marker, the index) only when a user it names has a last change not older than its change: a change once
+  applied leaves its time on its user, so a newer one cannot have been. What the plan saw of each user is kept
+  (``Seen``).
 * **mark** and **commit** (``mark_in_flight``, ``commit``): journal entries, written by ``engine.view_commit``, the
   write side of the same session (``ChangeCommit``, which ``ChangeSession`` extends). Before its plan reads, a run
   folds the small in-flight lists of batch runs in there.
@@ -302,9 +304,13 @@ class ChangeSession(ChangeCommit):
         named = {event: list(uses) for event, uses in events.items()}
         self._events = {event: {user for user, _ in uses} for event, uses in named.items()}
         lists = True
+        # The first read starts from the generation this process saw last, without a HEAD: the ``_moved`` below
+        # proves it the newest (and reads again when one was published since, probing forward then).
+        probe = False
         for _ in range(MAX_READS):
             reads = {"manifest": self.store.read_manifest, **({"lists": self.store.in_flight_lists} if lists else {})}
-            view = self.read(users, confirm=False, also=reads)
+            view = self.read(users, confirm=False, probe=probe, also=reads)
+            probe = True
             if lists and view.also["lists"] and self._fold_small_lists(view.also["lists"]):
                 view.state.close()
                 lists = False
@@ -330,8 +336,9 @@ class ChangeSession(ChangeCommit):
 def read_users(store: StateStore, user_ids: Iterable[str], workdir: Path) -> dict[str, UserRow]:
     """What the state holds of ``user_ids`` now (the newest generation and the journal), read one by one: for a
     reader of single users (an API's GET of one user) that must not download the snapshot. Batch runs' in-flight
-    lists are not read: a user they name shows as the journal and the generation hold it."""
-    view = ChangeSession(store, workdir, run_id="read").read(user_ids)
+    lists are not read: a user they name shows as the journal and the generation hold it. No HEAD before the read:
+    the one after it proves the generation read the newest (``ChangeSession.checkout``)."""
+    view = ChangeSession(store, workdir, run_id="read").read(user_ids, probe=False)
     try:
         return view.state.rows(sorted(view.tops))
     finally:

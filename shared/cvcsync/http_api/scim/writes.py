@@ -60,13 +60,15 @@ class WriteContext:
     caller: str
     deadline: float  # monotonic: the request's own deadline
 
-    def lock(self, user: str) -> Lock:
+    def lock(self, user: str, *, fresh: bool = False) -> Lock:
+        """``user``'s write lock for the rest of the request (``fresh``: an id ``new_id`` just made up)."""
         remaining = max(0.0, self.deadline - time.monotonic())
         now = time.time()
         return self.store.lock(
             user,
             expires_at=now + remaining + LOCK_MARGIN,
             wait_until=now + min(LOCK_WAIT, remaining),
+            fresh=fresh,
         )
 
     def wait_until(self) -> float:
@@ -239,7 +241,7 @@ def _commit(ctx: WriteContext, lock: Lock, old: Document | None, new: dict[str, 
 
 def create(ctx: WriteContext, body: Any) -> Document:
     resource = normalise(body)
-    lock = ctx.lock(new_id())
+    lock = ctx.lock(new_id(), fresh=True)  # nobody can name the id yet: no document to read (``ResourceStore.lock``)
     try:
         doc = _commit(ctx, lock, None, resource)
     finally:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from cvcsync.adapters.objects import MemoryObjectStore
+from cvcsync.engine import state as state_module
 from cvcsync.engine.journal import INTENT, WRITE, Entry
 from cvcsync.engine.settle import DELETE, UPSERT, Seen, Write
 from cvcsync.engine.shadow import UNCERTAIN, ShadowState, UserRow
@@ -599,6 +600,25 @@ def test_one_user_is_read_without_the_snapshot(cvc: InProcessCvc, tmp_path: Path
     assert rows["s000009"].record == record("s000009", "新名")[1] and rows["s000009"].hw == 0
     assert rows["s000010"].hash == record("s000010", "员工10")[0] and "nobody" not in rows
     assert store.whole_reads == [] and store.bytes_in < 20_000
+
+
+@pytest.mark.parametrize("named", [5, 1])
+def test_a_first_read_trusts_the_manifest_and_still_ends_on_the_newest_generation(tmp_path: Path, named: int) -> None:
+    """A container's first read starts from the manifest's generation without checking it (two HEADs fewer); the
+    HEAD after the read proves it the newest. A manifest that names a generation that is not there (5), or one
+    behind the newest (1, when 2 exists), still ends on generation 2."""
+    store = MemoryObjectStore()
+    states = seed(store, 3)
+    renamed = record("s000001", "改名")
+    states.commit(lambda state: state.upsert([("s000001", *renamed)]), run_id="second")
+    manifest = states.read_manifest()
+    assert manifest["generation"] == 2
+    assert states.put_manifest({**manifest, "generation": named})
+    state_module._LATEST.pop(store, None)  # another container: it has seen no generation yet
+
+    rows = read_users(states, ["s000001", "s000002"], tmp_path)
+    assert rows["s000001"].hash == renamed[0] and rows["s000002"].hash == record("s000002", "员工2")[0]
+    assert states.newest_generation(probe=False) == 2
 
 
 def test_a_saved_plan_is_refused_once_a_change_run_committed_after_it(cvc: InProcessCvc) -> None:

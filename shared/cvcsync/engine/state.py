@@ -174,10 +174,15 @@ class StateStore(InFlightLists, Manifests):
 
     # -- generations ---------------------------------------------------------------------------------------------
 
-    def latest_generation(self) -> int:
-        """The newest generation that exists (0: none yet): the manifest's, then probe forward past it."""
+    def latest_generation(self, *, verify: bool = True) -> int:
+        """The newest generation that exists (0: none yet): the manifest's, then probe forward past it.
+        ``verify=False``: the manifest's, unchecked, when it names one (a change run's first read: the HEAD after
+        it proves the generation it read the newest, and a generation that is not there is asked for again)."""
         raw = self.store.get_bytes(self.bucket, self.manifest_key)
         generation = int(orjson.loads(raw).get("generation", 0)) if raw else 0
+        if generation and not verify:
+            self.remember_generation(generation)
+            return generation
         if generation and self.store.head(self.bucket, self._key(generation)) is None:
             generation = 0  # a manifest without its generation: trust the objects
         while self.store.head(self.bucket, self._key(generation + 1)) is not None:
@@ -194,11 +199,11 @@ class StateStore(InFlightLists, Manifests):
 
     def newest_generation(self, *, fresh: bool = False, probe: bool = True) -> int:
         """The newest generation, cheaply: from the last one this process saw, probing forward (one HEAD when
-        nothing moved; ``probe=False``: none, the caller proves it later); from the manifest when it saw none, or
-        with ``fresh`` (what it saw is gone: pruned, or the state was reset)."""
+        nothing moved; ``probe=False``: none, the caller proves it later); from the manifest when it saw none
+        (checked, unless ``probe=False``), or with ``fresh`` (what it saw is gone: pruned, or the state was reset)."""
         known = _LATEST.get(self.store, {}).get((self.bucket, self.prefix))
         if known is None or fresh:
-            return self.latest_generation()
+            return self.latest_generation(verify=probe or fresh)
         if not probe:
             return known
         generation = known

@@ -198,6 +198,8 @@ class ChangeCommit(abc.ABC):
             return [], None
         newest = self.store.newest_generation()
         users = sorted({e.user_id for e in written})
+        if not users:
+            return [], newest  # only the manifest was written: no entry can be dead, no header is needed
         folded: set[str] = set()
         marks: dict[str, int] = {}
         for generation in range(read_at + 1, newest + 1):

@@ -277,7 +277,8 @@ class Redrive:
             return
         assert self._workdir is not None
         session = ChangeSession(self.ctx.sync.state, self._workdir, run_id=f"{self.run_id}-read")
-        view = session.read(sorted({i.user_id for i in items}))
+        # No HEAD before the read: the one after it proves the generation read the newest (``engine.views``).
+        view = session.read(sorted({i.user_id for i in items}), probe=False)
         try:
             known = last_changes(view.state, sorted({i.user_id for i in items}))  # with the last snapshot's time
         finally:

@@ -93,7 +93,10 @@ def test_the_generation_index_is_read_by_ranged_gets_from_s3(moto: MotoServer, t
     found = reader.lookup(["u:u00042", "u:u02999", "u:nobody"], header)
     assert UserRow.from_json("u00042", found["u:u00042"]).hash == UNCERTAIN
     assert UserRow.from_json("u02999", found["u:u02999"]).hash == "h2999" and "u:nobody" not in found
-    assert len(ranges) == 1 + 2 * 3 and all(r and r.startswith("bytes=") for r in ranges)  # never the whole object
+    # The header, the offset table (read whole once, then kept) and one block per bucket: never the whole object.
+    assert len(ranges) == 1 + 1 + 3 and all(r and r.startswith("bytes=") for r in ranges)
+    reader.lookup(["u:u00007"], header)
+    assert len(ranges) == 1 + 1 + 3 + 1  # a later lookup reads its block alone
 
 
 # -- the queue function, many writers at once ----------------------------------------------------------------------

@@ -427,7 +427,7 @@ def test_a_redelivered_event_is_a_duplicate_before_and_after_its_id_is_folded(cv
     store.reset()
     # A change newer than its user's last one cannot have been applied: its event id is not looked up at all.
     assert run(ctx, upsert("n-1", "更新", T0 + timedelta(hours=2), "evt-2")).report.outcomes["updated"] == 1
-    assert store.calls["range"] == 2  # the user's row from the index (16 bytes and a block); no event lookup
+    assert store.calls["range"] == 1  # the user's row: its block (the offset table was read before); no event lookup
 
 
 def test_an_event_id_of_no_user_of_the_run_gets_a_marker(cvc: InProcessCvc) -> None:
@@ -589,6 +589,30 @@ def test_the_index_answers_what_the_snapshot_holds(tmp_path: Path) -> None:
             assert UserRow.from_json(uid, reader.lookup([f"u:{uid}"], header)[f"u:{uid}"]) == row
     finally:
         state.close()
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_generations_offset_table_is_read_once_then_each_lookup_reads_its_block(
+    monkeypatch: pytest.MonkeyPatch, kept: bool
+) -> None:
+    """Generations never change: the offset table read whole on the first lookup (one GET, as its 16 bytes were)
+    serves every later one. Past ``TABLE_KEPT_BUCKETS`` each lookup reads its 16 bytes as before."""
+    from cvcsync.engine import generation
+
+    store = CountingStore()
+    states = seed(store, 300)
+    if not kept:
+        monkeypatch.setattr(generation, "TABLE_KEPT_BUCKETS", 2)
+    reader = states.reader(1)
+    header = reader.header()
+    assert header is not None and header.buckets > 2
+    users = [f"s{i:06d}" for i in range(0, 300, 37)]
+    assert len(reader.buckets([f"u:{u}" for u in users], header)) > 1
+    store.reset()
+    for uid in users:
+        assert reader.lookup([f"u:{uid}"], header)[f"u:{uid}"]["h"] == record(uid, f"员工{int(uid[1:])}")[0]
+    blocks = len(users)
+    assert store.calls["range"] == (blocks + 1 if kept else 2 * blocks)
 
 
 def test_one_user_is_read_without_the_snapshot(cvc: InProcessCvc, tmp_path: Path) -> None:

@@ -134,6 +134,20 @@ def test_put_file_and_download_file(store: ObjectStore, tmp_path: Path) -> None:
     assert info is not None and info.size == BIG
 
 
+def test_a_create_only_upload_of_many_parts_keeps_their_order(store: ObjectStore, tmp_path: Path) -> None:
+    """A generation of a large state is uploaded create-only in parts sent ``MULTIPART_THREADS`` at a time: the
+    object must hold them in order (random bytes, so a part in the wrong place cannot go unseen)."""
+    from cvcsync.adapters.s3 import MULTIPART_CHUNK, MULTIPART_THREADS
+
+    source = tmp_path / "generation"
+    source.write_bytes(os.urandom(MULTIPART_CHUNK * (MULTIPART_THREADS + 2) + 12345))  # more parts than threads
+    assert store.put_file(BUCKET, "state/gen-00000009.sqlite.gz", source, if_absent=True) is True
+    target = tmp_path / "copy"
+    assert store.download_file(BUCKET, "state/gen-00000009.sqlite.gz", target) is True
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+    assert store.put_file(BUCKET, "state/gen-00000009.sqlite.gz", source, if_absent=True) is False
+
+
 @pytest.mark.parametrize("size", [1024, BIG], ids=["small", "multipart"])
 def test_put_file_if_absent_creates_only(store: ObjectStore, tmp_path: Path, size: int) -> None:
     first, second = tmp_path / "first", tmp_path / "second"

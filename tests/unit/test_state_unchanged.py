@@ -155,3 +155,33 @@ def test_a_change_committed_while_the_meta_was_written_is_repaired(cvc: InProces
     )
     assert committed == generation + 1
     assert [(r.user_id, r.op) for r in late] == [("late", "delete")]
+
+
+def generations(store: MemoryObjectStore) -> list[int]:
+    return sorted(
+        int(k.rsplit("gen-", 1)[1][:8]) for k in store.list_keys(BUCKET, PREFIX + "gen-") if k.endswith(".gz")
+    )
+
+
+def test_references_leave_no_gap_for_a_container_that_last_saw_their_base(cvc: InProcessCvc) -> None:
+    """Pruning keeps a reference chain whole (base and every generation after it): a container that last saw the
+    base probes forward one number at a time and must reach the newest. A whole generation then prunes the chain."""
+    from cvcsync.engine import state as state_module
+
+    store = MemoryObjectStore()
+    ctx = context(store, cvc)
+    upload(ctx, export(30), T0)
+    for n in range(1, 7):
+        assert upload(ctx, export(30), T0 + timedelta(days=n)).state["metaOnly"] is True
+        assert generations(store) == list(range(1, 2 + n))  # before: 2 .. n-2 were deleted, the base kept
+    states = StateStore(store, BUCKET, PREFIX)
+    state_module._LATEST.pop(store, None)
+    states.remember_generation(1)  # a warm container that last saw the base
+    assert states.newest_generation() == 7
+
+    changed = upload(ctx, export(30, renamed=3), T0 + timedelta(days=8))
+    assert changed.state["generationAfter"] == 8 and "metaOnly" not in changed.state
+    assert generations(store) == [6, 7, 8]  # the last three; the chain's older references are gone too
+    assert [k for k in store.list_keys(BUCKET, PREFIX + "gen-") if k.endswith(".manifest.json")] == [
+        f"{PREFIX}gen-{g:08d}.manifest.json" for g in (6, 7, 8)
+    ]

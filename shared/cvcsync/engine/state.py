@@ -522,9 +522,26 @@ class StateStore(InFlightLists, Manifests):
             state.close()
 
     def _prune(self, newest: int, *, keep: str | None = None) -> None:
-        """Remove generations past the last ``KEEP_GENERATIONS``, but ``keep`` (the newest one's base)."""
-        for generation in range(max(1, newest - KEEP_GENERATIONS - 5), newest - KEEP_GENERATIONS + 1):
-            if self._key(generation) == keep:
-                continue
+        """Remove generations past the last ``KEEP_GENERATIONS``. While the newest is a reference, its base ``keep``
+        and every generation after the base stay: a container that last saw one of them probes forward one number
+        at a time, and a gap would stop it at one that is not the newest (its change runs' manifest notes would be
+        skipped). A whole generation ends such a chain: the old ones are then found by one listing, the references
+        a chain left included."""
+        last = newest - KEEP_GENERATIONS
+        if keep is not None:
+            base = _generation_of(keep, self.prefix)
+            doomed = [g for g in range(max(1, last - 5), last + 1) if base is None or g < base]
+        else:
+            found = (
+                _generation_of(key, self.prefix) for key in self.store.list_keys(self.bucket, f"{self.prefix}gen-")
+            )
+            doomed = sorted({g for g in found if g is not None and g <= last})
+        for generation in doomed:
             self.store.delete(self.bucket, self._key(generation))
             self.store.delete(self.bucket, self._manifest_copy_key(generation))
+
+
+def _generation_of(key: str, prefix: str) -> int | None:
+    """The number of a generation's object or manifest copy (``gen-00000007.sqlite.gz``), else None."""
+    digits = key.removeprefix(f"{prefix}gen-").split(".", 1)[0]
+    return int(digits) if key.startswith(f"{prefix}gen-") and digits.isdigit() else None

@@ -47,8 +47,9 @@ import orjson
 
 from cvcsync import clock
 from cvcsync.engine import generation as generation_file
+from cvcsync.engine.generation_folds import late_races, late_races_after_reference, record_folds
 from cvcsync.engine.in_flight import IN_FLIGHT_CHUNK, InFlightLists
-from cvcsync.engine.journal import INTENT, Entry, Journal, replay
+from cvcsync.engine.journal import Journal, replay
 from cvcsync.engine.manifest import Manifests
 from cvcsync.engine.shadow import EVENT_MEMORY_DAYS, UNCERTAIN, ShadowState, UserRow, journal_fingerprint
 from cvcsync.engine.state_objects import IN_FLIGHT_DIR, MAX_COMMIT_ATTEMPTS
@@ -307,10 +308,10 @@ class StateStore(InFlightLists, Manifests):
         ``intent`` entries: for a commit that records no run's writes (a rebuild from CVC's directory, a
         compaction), so the runs still going keep their marks until they commit. ``late_repairs``: where the races
         this commit's writes ran with change-path entries committed too late for it to see are added (only the
-        generation being written can tell them; ``_late_races``). ``carry_run``: keep the last commit's run and
-        time (a compaction). ``writes_settled``: ``changes`` records the run's writes through ``settle_writes``, which
-        notes the users it settles; the run's own in-flight list is then folded after them, for the users they left
-        alone (``_fold_own_list``), instead of before."""
+        generation being written can tell them; ``engine.generation_folds``). ``carry_run``: keep the last commit's
+        run and time (a compaction). ``writes_settled``: ``changes`` records the run's writes through
+        ``settle_writes``, which notes the users it settles; the run's own in-flight list is then folded after them,
+        for the users they left alone (``_fold_own_list``), instead of before."""
         with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
             workdir = Path(tmp)
             for _ in range(MAX_COMMIT_ATTEMPTS):
@@ -331,7 +332,7 @@ class StateStore(InFlightLists, Manifests):
                         state.db.execute(
                             "DELETE FROM settled_lists WHERE generation < ?", (generation_next - SETTLED_LISTS_KEPT,)
                         )
-                    folded = self._record_folds(state, settles_in_flight)
+                    folded = record_folds(state, self.journal, settles_in_flight)
                     now = clock.now()
                     state.db.execute(
                         "DELETE FROM events WHERE applied_at < ?",
@@ -355,7 +356,7 @@ class StateStore(InFlightLists, Manifests):
                     body = self._manifest(generation_next, users, uncertain, committed_run, committed_at)
                     self._publish_manifest(generation_next, body)
                     if late_repairs is not None:
-                        late_repairs.extend(self._late_races(state.path, generation_next, folded))
+                        late_repairs.extend(late_races(self.journal, state.path, generation_next, folded))
                     self.journal.delete(folded + state.journal_done + state.event_keys)
                     if settles_in_flight:
                         for key in state.in_flight_keys:  # folded into this generation: their marks live on there
@@ -386,7 +387,7 @@ class StateStore(InFlightLists, Manifests):
 
         In-flight lists and journal entries are left as they are (this commit settles and folds nothing); a change
         committed between the fingerprint and the PUT is replayed on the new generation for its races with this
-        one (``_late_races``), as a whole commit does."""
+        one (``generation_folds.late_races``), as a whole commit does."""
         if not planned_on or self.latest_generation() != planned_on:
             return None
         before = [key for key, _ in self.journal.list_all()]
@@ -431,95 +432,12 @@ class StateStore(InFlightLists, Manifests):
             generation_next, users + uncertain, uncertain, run_id, meta.get("committed_at") or ""
         )
         self._publish_manifest(generation_next, published)
-        late_repairs.extend(self._late_races_unchanged(generation_next, set(before)))
+        late_repairs.extend(
+            late_races_after_reference(self.journal, self.reader(generation_next), generation_next, set(before))
+        )
         self._prune(generation_next, keep=header.source or self._key(planned_on))
         log.info("state committed (unchanged: meta only)", extra={"generation": generation_next, "runId": run_id})
         return generation_next
-
-    def _late_races_unchanged(self, generation: int, seen: set[str]) -> list[Repair]:
-        """After ``commit_unchanged``: the races of the entries committed since its fingerprint (not in ``seen``)
-        with it (``_late_races``), on the users they name, read from the new generation's index."""
-        listed = [key for key, _ in self.journal.list_all()]
-        fresh = {key.rsplit("/", 2)[-2] for key in listed if key not in seen}
-        if not fresh:
-            return []
-        entries = self.journal.read([key for key in listed if key.rsplit("/", 2)[-2] in fresh])
-        reader = self.reader(generation)
-        header = reader.header()
-        assert header is not None
-        users = sorted({e.user_id for e in entries})
-        found = reader.lookup([generation_file.USER + uid for uid in users], header)
-        with tempfile.TemporaryDirectory(prefix="cvcsync-state-") as tmp:
-            state = ShadowState(Path(tmp) / "late.sqlite", generation)
-            try:
-                state.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(header.meta.items()))
-                state.put_rows(
-                    UserRow.from_json(key[len(generation_file.USER) :], value) for key, value in found.items()
-                )
-            finally:
-                state.close()
-            late = {e.entry_id for e in entries if self.journal.entry_key(e.user_id, e.seq) not in seen}
-            return self._late_races(Path(tmp) / "late.sqlite", generation, [], entries=entries, only=late)
-
-    def _record_folds(self, state: ShadowState, settles_in_flight: bool) -> list[str]:
-        """Which of the journal entries folded into ``state`` the generation takes over: all of them, or (a commit
-        that settles nothing) all but each user's trailing intents, whose runs are still answerable for them. The
-        generation records each user's high-water mark and the entries it folded; returns their keys."""
-        state.db.execute("DELETE FROM journal_folded")  # the previous generation's folds, not this one's
-        by_user: dict[str, list[Entry]] = {}
-        for entry in state.journal_pending:
-            by_user.setdefault(entry.user_id, []).append(entry)
-        taken: list[Entry] = []
-        for entries in by_user.values():
-            entries.sort(key=lambda e: e.seq)
-            end = len(entries)
-            if not settles_in_flight:
-                while end and entries[end - 1].kind == INTENT:
-                    end -= 1
-            taken.extend(entries[:end])
-        marks: dict[str, int] = {}
-        for entry in taken:
-            marks[entry.user_id] = max(marks.get(entry.user_id, 0), entry.seq)
-        state.db.executemany(
-            "INSERT INTO journal_hw (user_id, seq) VALUES (?, ?) "
-            "ON CONFLICT (user_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            list(marks.items()),
-        )
-        state.db.executemany(
-            "INSERT OR REPLACE INTO journal_folded (user_id, seq, entry_id) VALUES (?, ?, ?)",
-            [(e.user_id, e.seq, e.entry_id) for e in taken],
-        )
-        return [self.journal.entry_key(e.user_id, e.seq) for e in taken]
-
-    def _late_races(
-        self,
-        path: Path,
-        generation: int,
-        folded: list[str],
-        *,
-        entries: list[Entry] | None = None,
-        only: set[str] | None = None,
-    ) -> list[Repair]:
-        """Change-path entries this commit did not see (written after its checkout read the journal) whose writers
-        read an older generation, and so may not have seen this one when they checked (``engine.views``): both
-        this commit's writes (or snapshot) and theirs reached CVC in an unknown order. Replayed on this generation,
-        as every reader will replay them, their races come back as repairs. (A writer that did see the generation
-        repairs them too: a repair applied twice is applied once, the second is stale.)"""
-        if entries is None:
-            done = set(folded)
-            fresh = [key for key, _ in self.journal.list_all() if key not in done]
-            if not fresh:
-                return []
-            entries = self.journal.read(fresh)
-        state = ShadowState(path, generation)
-        try:
-            marks = {uid: row.hw for uid, row in state.rows(sorted({e.user_id for e in entries})).items()}
-            pending = [e for e in entries if e.seq > marks.get(e.user_id, 0)]
-            raised = replay(state, pending)
-            late = {e.entry_id for e in pending if e.generation < generation and (only is None or e.entry_id in only)}
-            return [repair for entry_id, found in raised.items() if entry_id in late for repair in found]
-        finally:
-            state.close()
 
     def _prune(self, newest: int, *, keep: str | None = None) -> None:
         """Remove generations past the last ``KEEP_GENERATIONS``. While the newest is a reference, its base ``keep``

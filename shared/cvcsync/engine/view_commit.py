@@ -16,7 +16,7 @@ An entry is written where it belongs: a create-only write can still land on a nu
 deleted meanwhile (a *dead* entry, skipped by every reader); ``_confirm`` finds those (a generation published after
 the read, whose mark covers the entry without having folded it) and writes them again. When a generation was
 published after the read, the commit's repairs are replayed again on it: its own writes may have raced with ours
-(the generation's commit repairs the races it can see; ``StateStore._late_races``).
+(the generation's commit repairs the races it can see; ``generation_folds.late_races``).
 
 A run finds the small in-flight lists of batch runs (``IN_FLIGHT_FOLD_BYTES``) and folds them in as ``uncertain``
 entries, as a commit of a generation would; larger ones wait for the next generation's commit (their users are not

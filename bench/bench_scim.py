@@ -665,18 +665,9 @@ def tally(spent: Counter[tuple[str, str, str]], n: int) -> dict[str, Any]:
 
 def seed(s3: Any, bucket: str, n: int) -> None:
     """A shadow state of ``n`` users as a full export leaves it (one generation), of ``bench_state``'s records."""
-    from bench_state import SEED_AT, record_of  # bench/ is on sys.path when this file runs as a script
+    from bench_state import seed as seed_state  # bench/ is on sys.path when this file runs as a script
 
-    rows = [(f"s{i:07d}", *record_of(f"s{i:07d}", f"员工{i}")) for i in range(n)]
-
-    def changes(state: Any) -> None:
-        for start in range(0, n, 20_000):
-            part = rows[start : start + 20_000]
-            state.upsert(part)
-            state.record_changes([(uid, SEED_AT, "upsert") for uid, _, _ in part])
-        state.set_meta("snapshot_at", SEED_AT)
-
-    StateStore(S3ObjectStore(s3), bucket, "cvc-sync/state/").commit(changes, run_id="bench-seed", snapshot_rows=n)
+    seed_state(S3ObjectStore(s3), "cvc-sync/state/", n, bucket=bucket)
 
 
 def cost_per_request(emulator_url: str, moto: Any, size: int, per_kind: int) -> dict[str, Any]:

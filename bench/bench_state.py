@@ -188,7 +188,7 @@ def record_of(uid: str, name: str) -> tuple[str, str]:
     return content_hash(payload), payload.decode()
 
 
-def seed(store: ObjectStore, prefix: str, n: int) -> None:
+def seed(store: ObjectStore, prefix: str, n: int, *, bucket: str = BUCKET) -> None:
     """A state of ``n`` users, as a full export leaves it: each user's record and the export's time."""
     rows = [(f"s{i:07d}", *record_of(f"s{i:07d}", f"员工{i}")) for i in range(n)]
 
@@ -199,7 +199,7 @@ def seed(store: ObjectStore, prefix: str, n: int) -> None:
             state.record_changes([(uid, SEED_AT, "upsert") for uid, _, _ in part])
         state.set_meta("snapshot_at", SEED_AT)
 
-    StateStore(store, BUCKET, prefix).commit(changes, run_id="bench-seed", snapshot_rows=n)
+    StateStore(store, bucket, prefix).commit(changes, run_id="bench-seed", snapshot_rows=n)
 
 
 def sqs_message(uid: str) -> dict[str, Any]:
